@@ -1,0 +1,99 @@
+//! Named phrase rules over the normalised text, and the evidence they leave.
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+use regex::{Regex, RegexSet};
+
+use crate::text::{Normalized, slice_chars};
+
+/// Why a signal was raised: the text span and the rule, phrase or lexicon entry behind it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evidence {
+    /// The signal this supports: `human_request`, `frustration`, `intent`, `entity`, ...
+    pub signal: &'static str,
+    /// The label within the signal (an intent or topic name, an entity type), if any.
+    pub label: Option<&'static str>,
+    /// Code-point span in the message, end-exclusive.
+    pub span: Range<usize>,
+    /// The text of the span.
+    pub text: String,
+    /// The rule id, phrase or lexicon entry that fired.
+    pub rule: Cow<'static, str>,
+    /// Index of the turn the span belongs to (0 for a single message).
+    pub turn: usize,
+}
+
+/// A rule match on the normalised form.
+#[derive(Debug, Clone)]
+pub(crate) struct Hit {
+    pub(crate) rule: &'static str,
+    /// Position of the rule in its set.
+    pub(crate) index: usize,
+    /// Byte range in the normalised text.
+    pub(crate) norm: Range<usize>,
+}
+
+/// A set of named regular expressions over normalised text, screened in one pass.
+#[derive(Debug)]
+pub(crate) struct RuleSet {
+    set: RegexSet,
+    rules: Vec<(&'static str, Regex)>,
+}
+
+impl RuleSet {
+    /// Builds the set; the patterns are ours and tested, so a bad one is a programming error.
+    pub(crate) fn new(rules: &[(&'static str, String)]) -> RuleSet {
+        let set = RegexSet::new(rules.iter().map(|(_, p)| p.as_str()))
+            .unwrap_or_else(|e| panic!("rule set does not compile: {e}"));
+        let rules = rules
+            .iter()
+            .map(|(id, p)| {
+                let re = Regex::new(p).unwrap_or_else(|e| panic!("rule {id} does not compile: {e}"));
+                (*id, re)
+            })
+            .collect();
+        RuleSet { set, rules }
+    }
+
+    /// Every match of every rule, in rule order then text order.
+    pub(crate) fn hits(&self, norm: &str) -> Vec<Hit> {
+        let mut out = Vec::new();
+        for i in self.set.matches(norm).iter() {
+            let (id, re) = &self.rules[i];
+            for m in re.find_iter(norm) {
+                out.push(Hit {
+                    rule: id,
+                    index: i,
+                    norm: m.range(),
+                });
+            }
+        }
+        out
+    }
+}
+
+impl Hit {
+    pub(crate) fn evidence(
+        &self,
+        n: &Normalized,
+        text: &str,
+        signal: &'static str,
+        label: Option<&'static str>,
+    ) -> Evidence {
+        let span = n.orig_span(self.norm.clone());
+        Evidence {
+            signal,
+            label,
+            text: slice_chars(text, span.clone()).to_string(),
+            span,
+            rule: Cow::Borrowed(self.rule),
+            turn: 0,
+        }
+    }
+}
+
+/// Joins alternatives into a non-capturing group.
+pub(crate) fn alt(items: &[&str]) -> String {
+    format!("(?:{})", items.join("|"))
+}
