@@ -144,6 +144,12 @@ pub(crate) fn confusion_rules() -> RuleSet {
     RuleSet::new(&rules)
 }
 
+/// Profanity intensifying praise.
+static PRAISE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(r"\b(?:fucking|fuckin|damn|bloody|freaking|frigging|friggin|hella)\s(?:love|loved|loving|great|awesome|amazing|brilliant|good|best|excellent|fantastic|perfect|beautiful|cool|incredible|happy|finally|delicious|nice|legend)\b|\b(?:love|loved)\s(?:this|it|you)\s(?:so\s)?(?:fucking|damn)\s(?:much)\b")
+        .expect("praise pattern")
+});
+
 /// Short all-caps words that are names, not shouting.
 const ACRONYMS: &[&str] = &[
     "CEO", "CTO", "CFO", "COO", "CMO", "CIO", "CISO", "API", "USA", "SSO", "GDPR", "HIPAA", "SAML",
@@ -276,7 +282,7 @@ impl AffectDetector {
         let vader = self.vader.polarity_scores(clipped).compound;
         let mut score: f64 = cues.iter().map(|(_, w)| w).sum();
         // Profanity as an intensifier of praise ("fucking love it") is not a complaint.
-        if vader > 0.5 && cues.iter().all(|(e, _)| e.rule.starts_with("frustration/profanity")) {
+        if PRAISE.is_match(&n.norm) && cues.iter().all(|(e, _)| e.rule.starts_with("frustration/profanity")) {
             score *= 0.4;
         }
         let lexicon = if vader < th.vader_floor {
@@ -299,7 +305,7 @@ impl AffectDetector {
         evidence.extend(confusion_hits.iter().map(|h| h.evidence(n, text, "confusion", None)));
 
         let cue_sum: f64 = cues.iter().map(|(_, w)| w).sum::<f64>().min(3.0);
-        let sentiment = (vader - 0.3 * cue_sum - if confusion { 0.1 } else { 0.0 }).clamp(-1.0, 1.0);
+        let sentiment = (0.6 * vader - 0.4 * cue_sum - if confusion { 0.1 } else { 0.0 }).clamp(-1.0, 1.0);
         Affect {
             frustration_score: score,
             frustration,

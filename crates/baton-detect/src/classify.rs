@@ -45,7 +45,7 @@ pub(crate) fn rules() -> RuleSet {
         ("intent/pricing/how_much", r"\bhow\smuch\s(?:does|do|is|are|would|will|for|to|it|would\sit|should|per|a|an|the|your|this|that|money|extra)\b|\bwhat\s(?:does|do|would|will)\s(?:it|this|that|the\s\w+|your\s\w+|a\s\w+)\scost\b|\bwhat\s(?:are|is)\s(?:the|your)\s(?:costs?|rates?|fees|plans|tiers|prices?)\b|\bcost\s(?:per|for|of)\s(?:a|an|the|each|one|\d+|user|seat|month|year|license|licence)\b".into()),
         ("intent/pricing/plan_terms", r"\b(?:per\s(?:seat|user|agent|license|licence|month|year|annum|head)|\d+\s(?:seats|licenses|licences)|(?:annual|monthly|yearly)\s(?:plan|billing|contract|pricing|subscription|price)|(?:enterprise|business|pro|premium|starter|team|growth|basic)\s(?:plan|tier|pricing|edition|license|licence)s?|volume\sdiscount|discounts?\sfor|nonprofit\sdiscount|(?:is\sthere|do\syou\shave|any)\s(?:a\s)?(?:discount|free\s(?:plan|tier|version))|cheaper\splan|affordable|fit\s(?:in|within)\s(?:our|my)\sbudget|within\s(?:our|my)\sbudget|(?:our|my)\sbudget\sis)\b".into()),
         ("intent/demo_request/demo", r"\b(?:demo|demos|demonstration|product\stour|walk\s?through|walk\s(?:me|us)\sthrough|see\s(?:it|the\sproduct|the\splatform|the\stool|how\sit\sworks)\sin\saction|show\s(?:me|us)\s(?:how\sit\sworks|the\sproduct|the\splatform|around|what\sit\scan\sdo)|(?:free\s)?trial|proof\sof\sconcept|poc|pilot\s(?:program|project|phase)|test\sdrive|sandbox\saccount|see\sa\slive|live\sdemo)\b".into()),
-        ("intent/purchase_intent/buy", r"\b(?:buy|buying|purchase|purchasing|place\s(?:an\s|a\s|my\s)?order|make\s(?:an\s|a\s)?(?:order|purchase)|order\s(?:a|an|some|the|\d+|one|two|three|more)\s\w+|sign\s(?:up|on)\s(?:for\s)?(?:the|a|an|your)?\s?(?:plan|pro|premium|enterprise|business|paid|annual|subscription|license|licence|contract|deal)|subscribe\sto\s(?:the|a|an|your)\s(?:plan|pro|premium|enterprise|business|paid|service)|upgrade\s(?:to|my|our)\s(?:the\s)?(?:plan|pro|premium|enterprise|business|paid|higher|annual)|(?:ready|want|wanna|looking|planning|going|like|would\slike|decided)\sto\s(?:buy|sign|purchase|move\sforward|go\sahead|proceed|commit|get\sstarted|onboard|subscribe|upgrade|place\san\sorder)|add\s(?:more\s)?(?:\d+\s)?(?:seats|licenses|licences|users)|checkout|check\sout\s(?:now|page)|add\sto\s(?:cart|basket)|send\s(?:me|us|over)\s(?:the\s|a\s)?(?:contract|order\sform|invoice\sto\ssign|agreement|msa|purchase\sorder)|(?:issue|raise)\sa\spurchase\sorder|(?:we|i)\s(?:ll|will)\stake\sit|lets\sdo\sit|where\sdo\si\ssign|how\sdo\s(?:i|we)\s(?:pay|sign\sup\sfor\s(?:the|a)\s(?:plan|pro|premium|enterprise|business|paid)))\b".into()),
+        ("intent/purchase_intent/buy", r"\b(?:buy|buying|purchase|purchasing|place\s(?:an\s|a\s|my\s)?order|make\s(?:an\s|a\s)?(?:order|purchase)|order\s(?:a|an|some|the|\d+|one|two|three|more)\s\w+|sign\s(?:up|on)\s(?:for\s)?(?:the|a|an|your)?\s?(?:plan|pro|premium|enterprise|business|paid|annual|subscription|license|licence|contract|deal)|subscribe\sto\s(?:the|a|an|your)\s(?:plan|pro|premium|enterprise|business|paid|service)|upgrade\s(?:to|my|our)\s(?:the\s)?(?:plan|pro|premium|enterprise|business|paid|higher|annual)|(?:ready|want|wanna|looking|planning|going|like|would\slike|decided)\sto\s(?:buy|sign\s(?:up|the\scontract|on)|purchase|move\sforward|go\sahead|proceed|commit|get\sstarted\swith\s(?:the|a|your)\s(?:plan|pro|premium|enterprise|business|paid)|place\san\sorder)|add\s(?:more\s)?(?:\d+\s)?(?:seats|licenses|licences|users)|checkout|check\sout\s(?:now|page)|add\sto\s(?:cart|basket)|send\s(?:me|us|over)\s(?:the\s|a\s)?(?:contract|order\sform|invoice\sto\ssign|agreement|msa|purchase\sorder)|(?:issue|raise)\sa\spurchase\sorder|(?:we|i)\s(?:ll|will)\stake\sit|lets\sdo\sit|where\sdo\si\ssign|how\sdo\s(?:i|we)\s(?:pay|sign\sup\sfor\s(?:the|a)\s(?:plan|pro|premium|enterprise|business|paid)))\b".into()),
         ("intent/contact_sales/sales", format!(r"\b(?:talk|speak|chat|connect|contact|reach|get\sin\stouch|meet|call|email|hear\sfrom|put\s(?:me|us)\sin\stouch)\s(?:with\s|to\s)?(?:\w+\s){{0,3}}?(?:sales|salesperson|sales\s(?:team|rep|person|department|representative|manager|executive|guy)|account\s(?:executive|manager)|someone\s(?:in|from|on)\s(?:sales|your\ssales\steam))\b|\bsales\s(?:team|rep|contact|department|email|number|inquiry|enquiry|question)\b|\b(?:have|can|could|would)\s(?:sales|a\ssales\srep|someone\sfrom\ssales|your\ssales\steam|an\saccount\sexecutive)\s(?:please\s)?(?:call|contact|email|reach\sout)\b|\b(?:book|schedule|set\sup|arrange|have)\s(?:a|an)\s(?:call|meeting|chat|intro\scall|discovery\scall|consultation)\s(?:with|to\sdiscuss|about)\b|\benterprise\s(?:deal|agreement|contract|inquiry|enquiry|quote|pricing)\b|\bcustom\s(?:quote|pricing|deal|contract|plan)\b")),
         ("intent/competitor_comparison/compare", r"\b(?:compare|compares|comparison|compared\s(?:to|with)|versus|vs|better\sthan|cheaper\sthan|different\sfrom|difference\sbetween|differ\sfrom|how\s(?:do|does)\s(?:you|it|your\s\w+)\s(?:compare|stack\sup|differ)|alternative\sto|alternatives\sto|switch(?:ing)?\s(?:over\s)?from|migrat(?:e|ing|ion)\sfrom|(?:moving|move|coming)\s(?:over\s)?from|replace\s(?:our|my)\s(?:current|existing)|(?:what|why)\s(?:makes\syou|should\s(?:we|i)\schoose\syou)|why\s(?:you|your\s\w+)\sover|advantages?\sover|edge\sover)\b".into()),
         ("intent/competitor_comparison/competitor_context", format!(r"\b(?:we|i)\s(?:currently\s|already\s)?(?:use|are\susing|have\sbeen\susing|pay\sfor|are\son|run\son)\s{comp}\b|\b{comp}\s(?:does|has|offers|charges|gives|is\scheaper|is\sbetter|supports)\b|\b(?:like|than|unlike|over|vs|versus|from)\s{comp}\b")),
@@ -78,6 +78,12 @@ fn label_of(rule: &'static str) -> (&'static str, &'static str) {
     (kind, label)
 }
 
+/// After a purchase, "purchase" and "order" are the object of a service request, not an intent.
+static POST_PURCHASE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(r"\b(?:cancel\w*|change|changing|modify\w*|amend\w*|edit\w*|return\w*|track\w*|status|exchang\w*|refund\w*|where\sis|wheres|arriv\w*|deliver\w*|ship\w*|bought|purchased|ordered|received|receipt|invoice|my\s(?:purchase|order)s?)\b")
+        .expect("post-purchase pattern")
+});
+
 /// Billing words that only count when nothing more specific is said.
 const WEAK_BILLING: &[&str] = &["pay", "paying", "paid", "payment", "payments", "charged", "charges", "charging", "declined", "credit card", "debit card"];
 
@@ -87,9 +93,12 @@ pub(crate) fn detect(rules: &RuleSet, n: &Normalized, text: &str) -> Classes {
     let has = |label: &str| hits.iter().any(|h| label_of(h.rule).1 == label);
     let refund = has("refund");
     let security = has("account_security");
-    let purchase = has("purchase_intent");
+    let purchase = has("purchase_intent") && !POST_PURCHASE.is_match(&n.norm);
     for h in &hits {
         let (kind, label) = label_of(h.rule);
+        if label == "purchase_intent" && !purchase {
+            continue;
+        }
         let matched = &n.norm[h.norm.clone()];
         if label == "billing" && WEAK_BILLING.contains(&matched) && (refund || security || purchase) {
             continue;

@@ -117,7 +117,7 @@ pub(crate) fn rules() -> RuleSet {
         (
             "human_request/contact_person",
             format!(
-                r"\b(?:contact|reach|call|ring|phone|email|message|get\sin\stouch\swith|get\shold\sof|get\sahold\sof|get\sa\shold\sof|get\sthrough\sto|get\sconnected\sto|be\sconnected\sto|be\stransferred\sto|touch\sbase\swith)\s{DET}{p}\b"
+                r"\b(?:contact|contacting|reach|reaching|call|calling|ring|phone|email|message|get\sin\stouch\swith|getting\sin\stouch\swith|get\shold\sof|get\sahold\sof|get\sa\shold\sof|get\sthrough\sto|get\sconnected\sto|be\sconnected\sto|be\stransferred\sto|touch\sbase\swith)\s{DET}{FILL}{p}\b"
             ),
         ),
         (
@@ -156,7 +156,7 @@ pub(crate) fn rules() -> RuleSet {
         (
             "human_request/is_there_person",
             format!(
-                r"\b(?:is|are)\s(?:there|their)\s(?:a|an|any|some)?\s?(?:real\s|actual\s|live\s)?(?:human|humans|person|people|agent|agents|representative|rep|someone|somebody|anyone|anybody|operator)\s(?:i\s|we\s)?(?:can|could|to|who|available|there|around|working|on|in|that|at|here|\?)"
+                r"\b(?:(?:is|are)\s(?:there|their)|(?:if|whether)\s(?:there|their)\s(?:is|are))\s(?:a|an|any|some)?\s?(?:real\s|actual\s|live\s)?(?:human|humans|person|people|agent|agents|representative|rep|someone|somebody|anyone|anybody|operator)\s(?:i\s|we\s)?(?:can|could|to|who|available|there|around|working|on|in|that|at|here|\?)"
             ),
         ),
         (

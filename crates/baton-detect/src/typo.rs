@@ -77,8 +77,9 @@ pub(crate) fn correct(word: &str) -> Option<&'static str> {
         if kb.len().abs_diff(len) > 1 {
             return false;
         }
-        // Most typos keep the first letter; requiring it keeps this cheap and safe.
-        if kb[0] != first {
+        // Most typos keep the first letter or swap the first two; requiring it keeps this cheap and safe.
+        let wb = word.as_bytes();
+        if kb[0] != first && !(kb[0] == wb[1] && kb[1] == wb[0]) {
             return false;
         }
         if len < 5 || kb.len() < 5 {
@@ -126,6 +127,8 @@ mod tests {
         for (typo, want) in [
             ("humna", Some("human")),
             ("hman", None),
+            ("pseak", Some("speak")),
+            ("gaent", Some("agent")),
             ("represntative", Some("representative")),
             ("agnet", Some("agent")),
             ("tlak", Some("talk")),
