@@ -34,14 +34,31 @@ fn bench(c: &mut Criterion) {
         })
     });
     let turns = [
-        Turn { role: Role::User, text: "how do I change my billing address" },
-        Turn { role: Role::Bot, text: "Sorry, I didn't understand that. Could you rephrase?" },
-        Turn { role: Role::User, text: "change billing address on my invoice" },
-        Turn { role: Role::Bot, text: "Sorry, I didn't understand that. Could you rephrase?" },
-        Turn { role: Role::User, text: "that's not what I asked. agent please" },
+        Turn {
+            role: Role::User,
+            text: "how do I change my billing address",
+        },
+        Turn {
+            role: Role::Bot,
+            text: "Sorry, I didn't understand that. Could you rephrase?",
+        },
+        Turn {
+            role: Role::User,
+            text: "change billing address on my invoice",
+        },
+        Turn {
+            role: Role::Bot,
+            text: "Sorry, I didn't understand that. Could you rephrase?",
+        },
+        Turn {
+            role: Role::User,
+            text: "that's not what I asked. agent please",
+        },
     ];
     g.throughput(Throughput::Elements(1));
-    g.bench_function("conversation_5_turns", |b| b.iter(|| black_box(d.conversation(black_box(&turns), today))));
+    g.bench_function("conversation_5_turns", |b| {
+        b.iter(|| black_box(d.conversation(black_box(&turns), today)))
+    });
     g.finish();
 }
 

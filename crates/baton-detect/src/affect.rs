@@ -45,11 +45,40 @@ fn weight(rule: &str) -> f64 {
 pub(crate) fn frustration_rules() -> RuleSet {
     let waited_units = r"(?:hours?|hrs?|days?|weeks?|months?|minutes?|mins|ages|forever|years?)";
     let bad = alt(&[
-        "ridiculous", "unacceptable", "absurd", r"a\sjoke", "insane", "outrageous", "pathetic",
-        "disgraceful", "shameful", "appalling", r"a\snightmare", r"a\sdisgrace", r"beyond\sa\sjoke",
-        "terrible", "horrible", "awful", "useless", "pointless", "hopeless", "stupid", "garbage",
-        "rubbish", "trash", "crap", r"a\sscam", "shocking", "dreadful", "atrocious", "abysmal",
-        "unreal", "laughable", r"a\swaste\sof\stime", "broken", "unbelievable",
+        "ridiculous",
+        "unacceptable",
+        "absurd",
+        r"a\sjoke",
+        "insane",
+        "outrageous",
+        "pathetic",
+        "disgraceful",
+        "shameful",
+        "appalling",
+        r"a\snightmare",
+        r"a\sdisgrace",
+        r"beyond\sa\sjoke",
+        "terrible",
+        "horrible",
+        "awful",
+        "useless",
+        "pointless",
+        "hopeless",
+        "stupid",
+        "garbage",
+        "rubbish",
+        "trash",
+        "crap",
+        r"a\sscam",
+        "shocking",
+        "dreadful",
+        "atrocious",
+        "abysmal",
+        "unreal",
+        "laughable",
+        r"a\swaste\sof\stime",
+        "broken",
+        "unbelievable",
     ]);
     let rules: Vec<(&'static str, String)> = vec![
         ("frustration/profanity.strong", alt(&[
@@ -154,9 +183,10 @@ static PRAISE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
 const ACRONYMS: &[&str] = &[
     "CEO", "CTO", "CFO", "COO", "CMO", "CIO", "CISO", "API", "USA", "SSO", "GDPR", "HIPAA", "SAML",
     "CRM", "ASAP", "FAQ", "PDF", "URL", "USD", "EUR", "GBP", "SMS", "SLA", "ETA", "VAT", "IBAN",
-    "ATM", "PIN", "OTP", "SOC", "ISO", "PCI", "AWS", "GCP", "SAAS", "HTML", "JSON", "HTTP", "HTTPS",
-    "LLC", "INC", "LTD", "EMEA", "APAC", "LATAM", "NYC", "UK", "EU", "US", "AI", "IT", "HR", "VP",
-    "ROI", "KYC", "AML", "CCPA", "SDK", "MFA", "UTC", "EST", "PST", "CET", "GMT", "BST", "PDT",
+    "ATM", "PIN", "OTP", "SOC", "ISO", "PCI", "AWS", "GCP", "SAAS", "HTML", "JSON", "HTTP",
+    "HTTPS", "LLC", "INC", "LTD", "EMEA", "APAC", "LATAM", "NYC", "UK", "EU", "US", "AI", "IT",
+    "HR", "VP", "ROI", "KYC", "AML", "CCPA", "SDK", "MFA", "UTC", "EST", "PST", "CET", "GMT",
+    "BST", "PDT",
 ];
 
 /// Cues in the raw text that the normalised form loses: shouting, repeated marks, angry emoji.
@@ -180,22 +210,52 @@ fn surface_cues(text: &str, out: &mut Vec<(Evidence, f64)>) {
             }
         }
     }
-    if shouted.len() >= 2 && shouted.len() * 3 >= words || (shouted.len() >= 1 && words == 1 && text.trim().ends_with('!')) {
+    if shouted.len() >= 2 && shouted.len() * 3 >= words
+        || (shouted.len() >= 1 && words == 1 && text.trim().ends_with('!'))
+    {
         let span = ix.span(shouted[0].start..shouted[shouted.len() - 1].end);
-        out.push((surface_evidence(text, span, "frustration/shouting.medium"), 0.6));
+        out.push((
+            surface_evidence(text, span, "frustration/shouting.medium"),
+            0.6,
+        ));
     }
     if let Some(b) = find_repeated_marks(text) {
         let span = ix.span(b.clone());
         let heavy = b.len() >= 3;
         out.push((
-            surface_evidence(text, span, if heavy { "frustration/repeated_marks.medium" } else { "frustration/repeated_marks.weak" }),
+            surface_evidence(
+                text,
+                span,
+                if heavy {
+                    "frustration/repeated_marks.medium"
+                } else {
+                    "frustration/repeated_marks.weak"
+                },
+            ),
             if heavy { 0.45 } else { 0.3 },
         ));
     }
     for (b, c) in text.char_indices() {
-        if matches!(c, '😡' | '🤬' | '😠' | '😤' | '👎' | '🙄' | '😒' | '🤦' | '💩' | '😖' | '😫' | '😩' | '🖕') {
+        if matches!(
+            c,
+            '😡' | '🤬'
+                | '😠'
+                | '😤'
+                | '👎'
+                | '🙄'
+                | '😒'
+                | '🤦'
+                | '💩'
+                | '😖'
+                | '😫'
+                | '😩'
+                | '🖕'
+        ) {
             let span = ix.span(b..b + c.len_utf8());
-            out.push((surface_evidence(text, span, "frustration/angry_emoji.medium"), 0.6));
+            out.push((
+                surface_evidence(text, span, "frustration/angry_emoji.medium"),
+                0.6,
+            ));
             break;
         }
     }
@@ -272,7 +332,11 @@ impl AffectDetector {
         for hit in self.frustration.hits(&n.norm) {
             let w = weight(hit.rule);
             // A rule counts once however often it matches.
-            let w = if seen_rules.contains(&hit.rule) { 0.0 } else { w };
+            let w = if seen_rules.contains(&hit.rule) {
+                0.0
+            } else {
+                w
+            };
             seen_rules.push(hit.rule);
             cues.push((hit.evidence(n, text, "frustration", None), w));
         }
@@ -282,7 +346,11 @@ impl AffectDetector {
         let vader = self.vader.polarity_scores(clipped).compound;
         let mut score: f64 = cues.iter().map(|(_, w)| w).sum();
         // Profanity as an intensifier of praise ("fucking love it") is not a complaint.
-        if PRAISE.is_match(&n.norm) && cues.iter().all(|(e, _)| e.rule.starts_with("frustration/profanity")) {
+        if PRAISE.is_match(&n.norm)
+            && cues
+                .iter()
+                .all(|(e, _)| e.rule.starts_with("frustration/profanity"))
+        {
             score *= 0.4;
         }
         let lexicon = if vader < th.vader_floor {
@@ -302,10 +370,15 @@ impl AffectDetector {
         }
         let confusion_hits = self.confusion.hits(&n.norm);
         let confusion = !confusion_hits.is_empty();
-        evidence.extend(confusion_hits.iter().map(|h| h.evidence(n, text, "confusion", None)));
+        evidence.extend(
+            confusion_hits
+                .iter()
+                .map(|h| h.evidence(n, text, "confusion", None)),
+        );
 
         let cue_sum: f64 = cues.iter().map(|(_, w)| w).sum::<f64>().min(3.0);
-        let sentiment = (0.6 * vader - 0.4 * cue_sum - if confusion { 0.1 } else { 0.0 }).clamp(-1.0, 1.0);
+        let sentiment =
+            (0.8 * vader - 0.4 * cue_sum - if confusion { 0.1 } else { 0.0 }).clamp(-1.0, 1.0);
         Affect {
             frustration_score: score,
             frustration,

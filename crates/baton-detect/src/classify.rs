@@ -19,19 +19,92 @@ pub const INTENTS: &[&str] = &[
 ];
 
 /// Topic names, as SPEC §3 spells them.
-pub const TOPICS: &[&str] = &["billing", "refund", "account_security", "legal", "compliance"];
+pub const TOPICS: &[&str] = &[
+    "billing",
+    "refund",
+    "account_security",
+    "legal",
+    "compliance",
+];
 
 /// Products people compare us with or move from; a mention next to a comparison word counts.
 pub(crate) const COMPETITORS: &[&str] = &[
-    "zendesk", "intercom", "drift", "hubspot", "salesforce", "freshdesk", "freshworks", "freshchat",
-    "chatwoot", "liveperson", "qualified", "twilio", "genesys", "five9", "kustomer", "gorgias",
-    "help scout", "helpscout", "front", "tidio", "crisp", "olark", "livechat", "servicenow", "zoho",
-    "pipedrive", "chili piper", "calendly", "ada", "forethought", "rocket chat", "rocketchat",
-    "talkdesk", "nice", "avaya", "dialpad", "aircall", "gong", "outreach", "marketo", "pardot",
-    "monday", "asana", "jira", "slack", "teams", "microsoft", "google", "amazon", "oracle", "sap",
-    "shopify", "stripe", "paypal", "square", "mailchimp", "klaviyo", "segment", "mixpanel",
-    "amplitude", "atlassian", "notion", "airtable", "clickup", "workday", "netsuite", "quickbooks",
-    "xero", "adp", "gusto", "rippling", "okta", "auth0", "datadog", "splunk", "new relic",
+    "zendesk",
+    "intercom",
+    "drift",
+    "hubspot",
+    "salesforce",
+    "freshdesk",
+    "freshworks",
+    "freshchat",
+    "chatwoot",
+    "liveperson",
+    "qualified",
+    "twilio",
+    "genesys",
+    "five9",
+    "kustomer",
+    "gorgias",
+    "help scout",
+    "helpscout",
+    "front",
+    "tidio",
+    "crisp",
+    "olark",
+    "livechat",
+    "servicenow",
+    "zoho",
+    "pipedrive",
+    "chili piper",
+    "calendly",
+    "ada",
+    "forethought",
+    "rocket chat",
+    "rocketchat",
+    "talkdesk",
+    "nice",
+    "avaya",
+    "dialpad",
+    "aircall",
+    "gong",
+    "outreach",
+    "marketo",
+    "pardot",
+    "monday",
+    "asana",
+    "jira",
+    "slack",
+    "teams",
+    "microsoft",
+    "google",
+    "amazon",
+    "oracle",
+    "sap",
+    "shopify",
+    "stripe",
+    "paypal",
+    "square",
+    "mailchimp",
+    "klaviyo",
+    "segment",
+    "mixpanel",
+    "amplitude",
+    "atlassian",
+    "notion",
+    "airtable",
+    "clickup",
+    "workday",
+    "netsuite",
+    "quickbooks",
+    "xero",
+    "adp",
+    "gusto",
+    "rippling",
+    "okta",
+    "auth0",
+    "datadog",
+    "splunk",
+    "new relic",
 ];
 
 /// Things a product question can be about.
@@ -43,15 +116,15 @@ pub(crate) fn rules() -> RuleSet {
         // ---- intents
         ("intent/pricing/price_word", r"\b(?:pricing|price|prices|priced|price\slist|price\spoint|quote|quotes|quotation|estimate\sfor|cost\sestimate|rate\scard)\b".into()),
         ("intent/pricing/how_much", r"\bhow\smuch\s(?:does|do|is|are|would|will|for|to|it|would\sit|should|per|a|an|the|your|this|that|money|extra)\b|\bwhat\s(?:does|do|would|will)\s(?:it|this|that|the\s\w+|your\s\w+|a\s\w+)\scost\b|\bwhat\s(?:are|is)\s(?:the|your)\s(?:costs?|rates?|fees|plans|tiers|prices?)\b|\bcost\s(?:per|for|of)\s(?:a|an|the|each|one|\d+|user|seat|month|year|license|licence)\b".into()),
-        ("intent/pricing/plan_terms", r"\b(?:per\s(?:seat|user|agent|license|licence|month|year|annum|head)|\d+\s(?:seats|licenses|licences)|(?:annual|monthly|yearly)\s(?:plan|billing|contract|pricing|subscription|price)|(?:enterprise|business|pro|premium|starter|team|growth|basic)\s(?:plan|tier|pricing|edition|license|licence)s?|volume\sdiscount|discounts?\sfor|nonprofit\sdiscount|(?:is\sthere|do\syou\shave|any)\s(?:a\s)?(?:discount|free\s(?:plan|tier|version))|cheaper\splan|affordable|fit\s(?:in|within)\s(?:our|my)\sbudget|within\s(?:our|my)\sbudget|(?:our|my)\sbudget\sis)\b".into()),
+        ("intent/pricing/plan_terms", r"\b(?:per\s(?:seat|user|agent|license|licence|month|year|annum|head)|\d+\s(?:seats|licenses|licences)|(?:annual|monthly|yearly)\s(?:plan|billing|contract|pricing|subscription|price)|(?:enterprise|business|pro|premium|starter|team|growth|basic)\s(?:pricing|license\scost|licence\scost)|volume\sdiscount|discounts?\sfor|nonprofit\sdiscount|(?:is\sthere|do\syou\shave|any)\s(?:a\s)?(?:discount|free\s(?:plan|tier|version))|cheaper\splan|affordable|fit\s(?:in|within)\s(?:our|my)\sbudget|within\s(?:our|my)\sbudget|(?:our|my)\sbudget\sis)\b".into()),
         ("intent/demo_request/demo", r"\b(?:demo|demos|demonstration|product\stour|walk\s?through|walk\s(?:me|us)\sthrough|see\s(?:it|the\sproduct|the\splatform|the\stool|how\sit\sworks)\sin\saction|show\s(?:me|us)\s(?:how\sit\sworks|the\sproduct|the\splatform|around|what\sit\scan\sdo)|(?:free\s)?trial|proof\sof\sconcept|poc|pilot\s(?:program|project|phase)|test\sdrive|sandbox\saccount|see\sa\slive|live\sdemo)\b".into()),
-        ("intent/purchase_intent/buy", r"\b(?:buy|buying|purchase|purchasing|place\s(?:an\s|a\s|my\s)?order|make\s(?:an\s|a\s)?(?:order|purchase)|order\s(?:a|an|some|the|\d+|one|two|three|more)\s\w+|sign\s(?:up|on)\s(?:for\s)?(?:the|a|an|your)?\s?(?:plan|pro|premium|enterprise|business|paid|annual|subscription|license|licence|contract|deal)|subscribe\sto\s(?:the|a|an|your)\s(?:plan|pro|premium|enterprise|business|paid|service)|upgrade\s(?:to|my|our)\s(?:the\s)?(?:plan|pro|premium|enterprise|business|paid|higher|annual)|(?:ready|want|wanna|looking|planning|going|like|would\slike|decided)\sto\s(?:buy|sign\s(?:up|the\scontract|on)|purchase|move\sforward|go\sahead|proceed|commit|get\sstarted\swith\s(?:the|a|your)\s(?:plan|pro|premium|enterprise|business|paid)|place\san\sorder)|add\s(?:more\s)?(?:\d+\s)?(?:seats|licenses|licences|users)|checkout|check\sout\s(?:now|page)|add\sto\s(?:cart|basket)|send\s(?:me|us|over)\s(?:the\s|a\s)?(?:contract|order\sform|invoice\sto\ssign|agreement|msa|purchase\sorder)|(?:issue|raise)\sa\spurchase\sorder|(?:we|i)\s(?:ll|will)\stake\sit|lets\sdo\sit|where\sdo\si\ssign|how\sdo\s(?:i|we)\s(?:pay|sign\sup\sfor\s(?:the|a)\s(?:plan|pro|premium|enterprise|business|paid)))\b".into()),
+        ("intent/purchase_intent/buy", r"\b(?:buy|buying|purchase|purchasing|place\s(?:an\s|a\s|my\s)?order|make\s(?:an\s|a\s)?(?:order|purchase)|order\s(?:a|an|some|the|\d+|one|two|three|more)\s\w+|sign\s(?:up|on)\s(?:for\s)?(?:the|a|an|your)?\s?(?:plan|pro|premium|enterprise|business|paid|annual|subscription|license|licence|contract|deal)|subscribe\sto\s(?:the|a|an|your)\s(?:plan|pro|premium|enterprise|business|paid|service)|upgrade\s(?:to|my|our)\s(?:the\s)?(?:plan|pro|premium|enterprise|business|paid|higher|annual)|(?:ready|want|wanna|looking|planning|going|like|would\slike|decided)\sto\s(?:buy|sign\s(?:up|the\scontract|on)|purchase|move\sforward|go\sahead|proceed|commit|get\sstarted\swith\s(?:the|a|your)\s(?:plan|pro|premium|enterprise|business|paid)|place\san\sorder)|add\s(?:\d+\s|more\s|another\s|extra\s|additional\s|a\sfew\s){0,2}(?:seats|licenses|licences|users)|checkout|check\sout\s(?:now|page)|add\sto\s(?:cart|basket)|send\s(?:me|us|over)\s(?:the\s|a\s)?(?:contract|order\sform|invoice\sto\ssign|agreement|msa|purchase\sorder)|(?:issue|raise)\sa\spurchase\sorder|(?:we|i)\s(?:ll|will)\stake\sit|lets\sdo\sit|where\sdo\si\ssign|how\sdo\s(?:i|we)\s(?:pay|sign\sup\sfor\s(?:the|a)\s(?:plan|pro|premium|enterprise|business|paid)))\b".into()),
         ("intent/contact_sales/sales", format!(r"\b(?:talk|speak|chat|connect|contact|reach|get\sin\stouch|meet|call|email|hear\sfrom|put\s(?:me|us)\sin\stouch)\s(?:with\s|to\s)?(?:\w+\s){{0,3}}?(?:sales|salesperson|sales\s(?:team|rep|person|department|representative|manager|executive|guy)|account\s(?:executive|manager)|someone\s(?:in|from|on)\s(?:sales|your\ssales\steam))\b|\bsales\s(?:team|rep|contact|department|email|number|inquiry|enquiry|question)\b|\b(?:have|can|could|would)\s(?:sales|a\ssales\srep|someone\sfrom\ssales|your\ssales\steam|an\saccount\sexecutive)\s(?:please\s)?(?:call|contact|email|reach\sout)\b|\b(?:book|schedule|set\sup|arrange|have)\s(?:a|an)\s(?:call|meeting|chat|intro\scall|discovery\scall|consultation)\s(?:with|to\sdiscuss|about)\b|\benterprise\s(?:deal|agreement|contract|inquiry|enquiry|quote|pricing)\b|\bcustom\s(?:quote|pricing|deal|contract|plan)\b")),
         ("intent/competitor_comparison/compare", r"\b(?:compare|compares|comparison|compared\s(?:to|with)|versus|vs|better\sthan|cheaper\sthan|different\sfrom|difference\sbetween|differ\sfrom|how\s(?:do|does)\s(?:you|it|your\s\w+)\s(?:compare|stack\sup|differ)|alternative\sto|alternatives\sto|switch(?:ing)?\s(?:over\s)?from|migrat(?:e|ing|ion)\sfrom|(?:moving|move|coming)\s(?:over\s)?from|replace\s(?:our|my)\s(?:current|existing)|(?:what|why)\s(?:makes\syou|should\s(?:we|i)\schoose\syou)|why\s(?:you|your\s\w+)\sover|advantages?\sover|edge\sover)\b".into()),
         ("intent/competitor_comparison/competitor_context", format!(r"\b(?:we|i)\s(?:currently\s|already\s)?(?:use|are\susing|have\sbeen\susing|pay\sfor|are\son|run\son)\s{comp}\b|\b{comp}\s(?:does|has|offers|charges|gives|is\scheaper|is\sbetter|supports)\b|\b(?:like|than|unlike|over|vs|versus|from)\s{comp}\b")),
         ("intent/product_question/does_it", format!(r"\b(?:do|does|can|will|would|could|is|are)\s(?:you|it|your\s(?:product|platform|tool|software|app|service|api|solution|system|bot)|the\s(?:product|platform|tool|app|software|system|api|bot)|baton|this|u)\s(?:also\s|natively\s|currently\s)?(?:support|integrate|work\swith|handle|allow|connect|sync|come\swith|export|import|scale|run\son|plug\sinto|offer\s{PRODUCT_THINGS}|have\s(?:a|an|any)?\s?{PRODUCT_THINGS}|provide\s(?:a|an|any)?\s?{PRODUCT_THINGS}|include\s(?:a|an|any)?\s?{PRODUCT_THINGS}|be\s(?:integrated|customi[sz]ed|self\shosted|deployed)|capable)\b")),
         ("intent/product_question/is_there", format!(r"\b(?:is\sthere|are\sthere)\s(?:a|an|any)?\s?{PRODUCT_THINGS}\b|\bintegrat(?:e|es|ion|ions)\s(?:with|into)\b|\bwhat\s(?:features|integrations|languages|platforms|channels|crms|apis|capabilities)\b|\bhow\sdoes\s(?:it|your\s(?:product|platform|tool|software|app|bot|system)|the\s(?:product|platform|tool|routing|integration|api))\swork\b|\b(?:can|could)\s(?:i|we)\s(?:use\s(?:it|your\s\w+|the\s\w+)\s(?:with|for|to)|integrate|connect\s(?:it|our)|customi[sz]e|self\shost|white\slabel)\b|\bsupport\sfor\s(?:sso|saml|api|webhooks|multiple|\w+\sintegration)\b")),
-        ("intent/implementation_timeline/how_long", r"\b(?:how\slong|how\squickly|how\sfast|how\ssoon|timeline|timeframe|time\sframe|time\sto\svalue|lead\stime|when\scan\s(?:we|i))\s(?:\w+\s){0,5}?(?:implement\w*|onboard\w*|set\s?up|setting\sup|deploy\w*|roll\s?out|rolling\sout|go\slive|going\slive|integrat\w*|migrat\w*|launch\w*|up\sand\srunning|live|get\sstarted|install\w*|configur\w*|ramp\sup)\b|\b(?:implement\w*|onboarding|set\s?up|deployment|roll\s?out|go\slive|migration|integration)\s(?:\w+\s){0,3}?(?:take|takes|timeline|timeframe|time\sframe|period|process|schedule|plan)\b".into()),
+        ("intent/implementation_timeline/how_long", r"\b(?:how\slong|how\squickly|how\sfast|how\ssoon|timeline|timeframe|time\sframe|time\sto\svalue|lead\stime|when\scan\s(?:we|i))\s(?:\w+\s){0,5}?(?:implement\w*|onboard\w*|set\s?up|setting\sup|deploy\w*|roll\s?out|rolling\sout|go\slive|going\slive|integrat\w*|migrat\w*|launch\w*|up\sand\srunning|live|get\sstarted|install\w*|configur\w*|ramp\sup)\b|\b(?:implement\w*|onboarding|set\s?up|deployment|roll\s?out|go\slive|migration|integration)\s(?:\w+\s){0,3}?(?:take|takes|timeline|timeframe|time\sframe|period|process|schedule|plan)\b|\b(?:implement\w*|onboard\w*|set\s?up|deploy\w*|roll\s?out|go\slive|migrat\w*|integrat\w*)\b.{0,60}\bhow\s(?:long|quickly|soon|many\s(?:days|weeks|months))\b".into()),
         ("intent/implementation_timeline/deadline", r"\b(?:need|needs|want|wants|plan|planning|hoping|looking|aim|aiming|have|has|goal\sis)\sto\s(?:go\slive|launch|roll\s(?:it\s)?out|deploy|be\slive|be\sup\sand\srunning|have\s(?:it|this|something)\s(?:running|live|in\splace|deployed|set\sup)|implement|migrate|switch|onboard|start)\s(?:\w+\s){0,3}?(?:by|before|in|within|next|this|end\sof|asap|q[1-4]|early|mid|late)\b|\b(?:go\slive|launch|rollout|roll\sout|implementation|deployment|migration|onboarding|cutover)\s(?:date|deadline|target|is\s(?:planned|scheduled|set))\b".into()),
         // ---- topics
         ("topic/billing/bill", r"\b(?:bill|bills|billing|billed|invoice|invoices|invoiced|invoicing|receipt|receipts|statement|statements|overcharge\w*|double\scharge\w*|charged|charges|charging|surcharge|direct\sdebit|autopay|auto\s?renew\w*|renewal\scharge|payment|payments|pay|paying|paid|unpaid|overdue|late\sfee|balance\sdue|outstanding\sbalance|card\s(?:was\s|got\s|is\s)?declined|declined|chargeback|billing\saddress|payment\smethod|credit\scard|debit\scard|installment|instalment|(?:cancellation|termination|early\stermination|late|annual|monthly|overdraft|service|admin|setup|hidden|extra)\s(?:fee|fees|penalty|penalties|charge)|penalt(?:y|ies)\sfor\scancel\w*|cancel\w*\s(?:fee|fees|penalty|penalties|charge))\b".into()),
@@ -85,7 +158,19 @@ static POST_PURCHASE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::n
 });
 
 /// Billing words that only count when nothing more specific is said.
-const WEAK_BILLING: &[&str] = &["pay", "paying", "paid", "payment", "payments", "charged", "charges", "charging", "declined", "credit card", "debit card"];
+const WEAK_BILLING: &[&str] = &[
+    "pay",
+    "paying",
+    "paid",
+    "payment",
+    "payments",
+    "charged",
+    "charges",
+    "charging",
+    "declined",
+    "credit card",
+    "debit card",
+];
 
 pub(crate) fn detect(rules: &RuleSet, n: &Normalized, text: &str) -> Classes {
     let hits: Vec<Hit> = rules.hits(&n.norm);
@@ -100,23 +185,41 @@ pub(crate) fn detect(rules: &RuleSet, n: &Normalized, text: &str) -> Classes {
             continue;
         }
         let matched = &n.norm[h.norm.clone()];
-        if label == "billing" && WEAK_BILLING.contains(&matched) && (refund || security || purchase) {
+        if label == "billing" && WEAK_BILLING.contains(&matched) && (refund || security || purchase)
+        {
             continue;
         }
         // A bill paid by card is billing; "how do I pay" on the way to buying is the purchase.
         if label == "billing" && purchase && matched == "pay" {
             continue;
         }
-        let list = if kind == "intent" { &mut out.intents } else { &mut out.topics };
-        let label: &'static str = if kind == "intent" {
-            INTENTS.iter().copied().find(|l| *l == label).unwrap_or("product_question")
+        let list = if kind == "intent" {
+            &mut out.intents
         } else {
-            TOPICS.iter().copied().find(|l| *l == label).unwrap_or("billing")
+            &mut out.topics
+        };
+        let label: &'static str = if kind == "intent" {
+            INTENTS
+                .iter()
+                .copied()
+                .find(|l| *l == label)
+                .unwrap_or("product_question")
+        } else {
+            TOPICS
+                .iter()
+                .copied()
+                .find(|l| *l == label)
+                .unwrap_or("billing")
         };
         if !list.contains(&label) {
             list.push(label);
         }
-        out.evidence.push(h.evidence(n, text, if kind == "intent" { "intent" } else { "topic" }, Some(label)));
+        out.evidence.push(h.evidence(
+            n,
+            text,
+            if kind == "intent" { "intent" } else { "topic" },
+            Some(label),
+        ));
     }
     out
 }

@@ -7,8 +7,9 @@ use crate::rules::{RuleSet, alt};
 use crate::text::Normalized;
 
 pub(crate) fn correction_rules() -> RuleSet {
-    let rules: Vec<(&'static str, String)> = vec![
-        ("loop/correction", alt(&[
+    let rules: Vec<(&'static str, String)> = vec![(
+        "loop/correction",
+        alt(&[
             r"\b(?:thats|that\sis|this\sis|it\s?s|its)\snot\s(?:what\si\s(?:asked|said|meant|mean|want|wanted|need|needed|typed|wrote)|my\squestion|the\sanswer|an\sanswer|right|correct|it|helpful|relevant)\b",
             r"\bnot\swhat\si\s(?:asked|said|meant|mean|want|wanted|need|needed|was\sasking)\b",
             r"\bi\s(?:already|just)\s(?:said|told\syou|gave\syou|answered|explained|mentioned|asked|did\sthat|tried\sthat|provided|sent|entered|typed)\b",
@@ -26,14 +27,15 @@ pub(crate) fn correction_rules() -> RuleSet {
             r"\byou\s(?:keep|kept)\s(?:saying|repeating|asking|giving|sending)\b",
             r"\bdid\syou\s(?:even\s)?(?:read|understand|hear)\b",
             r"\bstill\s(?:doesnt|does\snot|didnt|not)\s(?:answer|help|work)\b",
-        ])),
-    ];
+        ]),
+    )];
     RuleSet::new(&rules)
 }
 
 pub(crate) fn fallback_rules() -> RuleSet {
-    let rules: Vec<(&'static str, String)> = vec![
-        ("bot_fallback/didnt_understand", alt(&[
+    let rules: Vec<(&'static str, String)> = vec![(
+        "bot_fallback/didnt_understand",
+        alt(&[
             r"\b(?:sorry|apologi[sz]e)\b.*\b(?:didnt|did\snot|dont|do\snot|couldnt|could\snot|cant|cannot|can\snot|wasnt\sable\sto|am\sunable\sto|m\sunable\sto|m\snot\sable\sto)\s(?:quite\s)?(?:understand|get|catch|find|follow|help\swith|answer|recogni[sz]e|process)\b",
             r"\bi\s(?:didnt|did\snot|dont|do\snot|couldnt|could\snot|cant|cannot)\s(?:quite\s)?(?:understand|get\sthat|catch\sthat|follow|find\s(?:any|anything|an\sanswer|information|that))\b",
             r"\bnot\ssure\s(?:i\sunderstand|what\syou\smean|i\sfollow|how\sto\shelp|i\scan\shelp)\b",
@@ -46,8 +48,8 @@ pub(crate) fn fallback_rules() -> RuleSet {
             r"\bsomething\swent\swrong\b|\ban\serror\soccurred\b",
             r"\bthat\s(?:is|s)\soutside\s(?:of\s)?(?:my|what\si)\b",
             r"\bi\s?m\sstill\slearning\b",
-        ])),
-    ];
+        ]),
+    )];
     RuleSet::new(&rules)
 }
 
@@ -56,18 +58,25 @@ const STOP: &[&str] = &[
     "a", "an", "the", "i", "me", "my", "you", "your", "to", "of", "and", "or", "is", "are", "it",
     "in", "on", "for", "do", "does", "can", "how", "what", "please", "pls", "this", "that", "with",
     "be", "was", "have", "has", "at", "we", "our", "so", "just", "im", "hi", "hello", "hey", "ok",
-    "okay", "thanks", "want", "need", "would", "like", "could", "there", "if", "about", "get", "from",
+    "okay", "thanks", "want", "need", "would", "like", "could", "there", "if", "about", "get",
+    "from",
 ];
 
 fn content_words(n: &Normalized) -> HashSet<&str> {
-    n.words().filter(|w| !STOP.contains(w) && w.len() > 1).collect()
+    n.words()
+        .filter(|w| !STOP.contains(w) && w.len() > 1)
+        .collect()
 }
 
 /// How alike two messages are, by their content words (Jaccard), 0 when either is too short.
 pub(crate) fn similarity(a: &Normalized, b: &Normalized) -> f64 {
     let (x, y) = (content_words(a), content_words(b));
     if x.len() < 2 || y.len() < 2 {
-        return if !x.is_empty() && x == y && a.word_count() >= 3 { 1.0 } else { 0.0 };
+        return if !x.is_empty() && x == y && a.word_count() >= 3 {
+            1.0
+        } else {
+            0.0
+        };
     }
     let inter = x.intersection(&y).count() as f64;
     let union = x.union(&y).count() as f64;
@@ -78,6 +87,21 @@ pub(crate) fn is_question(n: &Normalized) -> bool {
     n.norm.contains('?')
         || matches!(
             n.tok(0),
-            "how" | "what" | "why" | "when" | "where" | "which" | "who" | "can" | "could" | "do" | "does" | "is" | "are" | "will" | "would" | "should"
+            "how"
+                | "what"
+                | "why"
+                | "when"
+                | "where"
+                | "which"
+                | "who"
+                | "can"
+                | "could"
+                | "do"
+                | "does"
+                | "is"
+                | "are"
+                | "will"
+                | "would"
+                | "should"
         )
 }

@@ -123,7 +123,7 @@ pub(crate) fn rules() -> RuleSet {
         (
             "human_request/person_call_me",
             format!(
-                r"\b(?:someone|somebody|some\sone|a\shuman|a\sperson|an\sagent|a\srep|a\srepresentative|sales|support|you\sguys|your\steam|an\sadvisor|a\sspecialist|a\smanager|anyone)\s(?:please\s)?(?:to\s)?(?:call|phone|ring|contact|email|text|reach\sout\sto|get\sback\sto|get\sin\stouch\swith)\s(?:me|us)\b"
+                r"\b(?:you\sguys|{DET}{FILL}{p})\s(?:please\s)?(?:to\s)?(?:call|phone|ring|contact|email|text|reach\sout\sto|get\sback\sto|get\sin\stouch\swith)\s(?:me|us)\b"
             ),
         ),
         (
@@ -168,23 +168,57 @@ pub(crate) fn rules() -> RuleSet {
 }
 
 /// Words that, in the same clause just before a match, negate it.
-const NEGATORS: &[&str] = &["no", "not", "dont", "never", "without", "neednt", "doesnt", "didnt", "nor"];
+const NEGATORS: &[&str] = &[
+    "no", "not", "dont", "never", "without", "neednt", "doesnt", "didnt", "nor",
+];
 
 /// Tokens that end a clause when looking back for a negation.
-const CLAUSE_BREAKS: &[&str] = &[".", ",", ";", ":", "!", "?", "but", "and", "so", "just", "because"];
+const CLAUSE_BREAKS: &[&str] = &[
+    ".", ",", ";", ":", "!", "?", "but", "and", "so", "just", "because",
+];
 
 /// Words after a person that make it a modifier, not a person: "agent portal".
 const MODIFIED: &[&str] = &[
-    "account", "accounts", "role", "roles", "permission", "permissions", "access", "login",
-    "dashboard", "portal", "app", "license", "licenses", "seat", "seats", "view", "mode",
-    "level", "settings", "profile", "code", "id", "number", "tool", "software", "commission",
-    "fee", "fees", "plan", "feature", "features", "name", "license",
+    "account",
+    "accounts",
+    "role",
+    "roles",
+    "permission",
+    "permissions",
+    "access",
+    "login",
+    "dashboard",
+    "portal",
+    "app",
+    "license",
+    "licenses",
+    "seat",
+    "seats",
+    "view",
+    "mode",
+    "level",
+    "settings",
+    "profile",
+    "code",
+    "id",
+    "number",
+    "tool",
+    "software",
+    "commission",
+    "fee",
+    "fees",
+    "plan",
+    "feature",
+    "features",
+    "name",
+    "license",
 ];
 
 pub(crate) fn detect(rules: &RuleSet, n: &Normalized, text: &str) -> Vec<Evidence> {
     let mut out = Vec::new();
     for hit in rules.hits(&n.norm) {
-        if !hit.rule.ends_with("refuses_bot") && !hit.rule.ends_with("stop_bot") && negated(n, &hit) {
+        if !hit.rule.ends_with("refuses_bot") && !hit.rule.ends_with("stop_bot") && negated(n, &hit)
+        {
             continue;
         }
         if asks_about_bot(n, &hit) || modifier(n, &hit) {
@@ -223,9 +257,11 @@ fn asks_about_bot(n: &Normalized, hit: &Hit) -> bool {
     let first = n.token_at(hit.norm.start);
     let before: Vec<&str> = (first.saturating_sub(3)..first).map(|i| n.tok(i)).collect();
     let joined = before.join(" ");
-    ["am i", "are you", "is this", "is it", "was i", "been", "im i", "are we", "if i m", "if im"]
-        .iter()
-        .any(|q| joined.ends_with(q) || joined.contains(&format!("{q} ")))
+    [
+        "am i", "are you", "is this", "is it", "was i", "been", "im i", "are we", "if i m", "if im",
+    ]
+    .iter()
+    .any(|q| joined.ends_with(q) || joined.contains(&format!("{q} ")))
         && !joined.contains("can")
 }
 

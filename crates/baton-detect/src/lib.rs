@@ -148,7 +148,7 @@ impl Default for Detector {
 /// Visitor turns read back for a loop.
 const LOOP_WINDOW: usize = 4;
 /// Similarity at which two visitor turns ask the same thing.
-const REPEAT_SIMILARITY: f64 = 0.6;
+const REPEAT_SIMILARITY: f64 = 0.5;
 
 impl Detector {
     /// The detectors with default thresholds and phrases.
@@ -179,10 +179,14 @@ impl Detector {
                     .chain(TOPICS)
                     .copied()
                     .find(|s| s == signal)
-                    .ok_or_else(|| ConfigError(format!("unknown signal {signal:?} for phrase {phrase:?}")))?;
+                    .ok_or_else(|| {
+                        ConfigError(format!("unknown signal {signal:?} for phrase {phrase:?}"))
+                    })?;
                 let norm = Normalized::new(phrase).norm;
                 if norm.is_empty() {
-                    return Err(ConfigError(format!("phrase {phrase:?} for {signal} has no words")));
+                    return Err(ConfigError(format!(
+                        "phrase {phrase:?} for {signal} has no words"
+                    )));
                 }
                 rules.push(("custom/phrase", format!(r"\b{}\b", regex::escape(&norm))));
                 labels.push(label);
@@ -217,7 +221,11 @@ impl Detector {
         if !corrections.is_empty() {
             s.looping = true;
             s.conversation.corrections = 1;
-            s.evidence.extend(corrections.iter().map(|h| h.evidence(&n, text, "loop", None)));
+            s.evidence.extend(
+                corrections
+                    .iter()
+                    .map(|h| h.evidence(&n, text, "loop", None)),
+            );
         }
 
         if let Some((rules, labels)) = &self.extra {
@@ -230,7 +238,8 @@ impl Detector {
                     l if INTENTS.contains(&l) => push_unique(&mut s.intents, l),
                     l => push_unique(&mut s.topics, l),
                 }
-                s.evidence.push(h.evidence(&n, text, signal_of(label), Some(label)));
+                s.evidence
+                    .push(h.evidence(&n, text, signal_of(label), Some(label)));
             }
         }
 
@@ -272,15 +281,35 @@ impl Detector {
         let mut s = last.clone();
         let recent = &per_turn[per_turn.len().saturating_sub(3)..];
         s.frustration = recent.iter().any(|(_, t, _)| t.frustration);
-        s.confusion = per_turn[per_turn.len().saturating_sub(2)..].iter().any(|(_, t, _)| t.confusion);
+        s.confusion = per_turn[per_turn.len().saturating_sub(2)..]
+            .iter()
+            .any(|(_, t, _)| t.confusion);
         s.human_request = per_turn.iter().any(|(_, t, _)| t.human_request);
         s.evidence.clear();
         for (_, t, _) in &per_turn {
-            s.evidence.extend(t.evidence.iter().filter(|e| {
-                matches!(e.signal, "human_request" | "frustration" | "confusion" | "loop")
-            }).cloned());
+            s.evidence.extend(
+                t.evidence
+                    .iter()
+                    .filter(|e| {
+                        matches!(
+                            e.signal,
+                            "human_request" | "frustration" | "confusion" | "loop"
+                        )
+                    })
+                    .cloned(),
+            );
         }
-        s.evidence.extend(last.evidence.iter().filter(|e| !matches!(e.signal, "human_request" | "frustration" | "confusion" | "loop")).cloned());
+        s.evidence.extend(
+            last.evidence
+                .iter()
+                .filter(|e| {
+                    !matches!(
+                        e.signal,
+                        "human_request" | "frustration" | "confusion" | "loop"
+                    )
+                })
+                .cloned(),
+        );
         // Facts stated earlier stay known: take each from the latest turn that gave it.
         for (_, t, _) in per_turn.iter().rev() {
             let q = &t.qualification;
@@ -295,7 +324,9 @@ impl Detector {
             }
             if s.qualification.authority == Authority::Unknown {
                 s.qualification.authority = q.authority;
-                s.qualification.authority_evidence.clone_from(&q.authority_evidence);
+                s.qualification
+                    .authority_evidence
+                    .clone_from(&q.authority_evidence);
             }
             for i in &t.intents {
                 push_unique(&mut s.intents, i);
@@ -327,8 +358,13 @@ impl Detector {
             }
         }
         s.conversation.repeated_questions = repeated;
-        s.conversation.corrections = per_turn.iter().filter(|(_, t, _)| t.conversation.corrections > 0).count();
-        s.looping |= per_turn[per_turn.len().saturating_sub(2)..].iter().any(|(_, t, _)| t.looping);
+        s.conversation.corrections = per_turn
+            .iter()
+            .filter(|(_, t, _)| t.conversation.corrections > 0)
+            .count();
+        s.looping |= per_turn[per_turn.len().saturating_sub(2)..]
+            .iter()
+            .any(|(_, t, _)| t.looping);
         s.conversation.user_turns = per_turn.len();
 
         self.read_bot_turns(&turns[..=last_user], &mut s);
@@ -337,10 +373,15 @@ impl Detector {
         let last_sent = sentiments[sentiments.len() - 1];
         if sentiments.len() > 1 {
             let earlier = &sentiments[..sentiments.len() - 1];
-            s.conversation.sentiment_trend = last_sent - earlier.iter().sum::<f64>() / earlier.len() as f64;
+            s.conversation.sentiment_trend =
+                last_sent - earlier.iter().sum::<f64>() / earlier.len() as f64;
         }
-        let recent_min = sentiments[sentiments.len().saturating_sub(3)..].iter().copied().fold(1.0, f64::min);
-        let penalty = if s.looping { 0.15 } else { 0.0 } + 0.1 * s.conversation.bot_fallbacks_in_row.min(3) as f64;
+        let recent_min = sentiments[sentiments.len().saturating_sub(3)..]
+            .iter()
+            .copied()
+            .fold(1.0, f64::min);
+        let penalty = if s.looping { 0.15 } else { 0.0 }
+            + 0.1 * s.conversation.bot_fallbacks_in_row.min(3) as f64;
         s.sentiment = (0.6 * last_sent + 0.4 * recent_min - penalty).clamp(-1.0, 1.0);
         s
     }

@@ -102,14 +102,55 @@ static PERIOD: LazyLock<Regex> = LazyLock::new(|| {
 fn currency_of(s: &str) -> Option<&'static str> {
     let l = s.to_lowercase();
     let table: &[(&str, &str)] = &[
-        ("ca$", "CAD"), ("c$", "CAD"), ("cad", "CAD"), ("au$", "AUD"), ("a$", "AUD"), ("aud", "AUD"),
-        ("nz$", "NZD"), ("nzd", "NZD"), ("hk$", "HKD"), ("hkd", "HKD"), ("s$", "SGD"), ("sgd", "SGD"),
-        ("r$", "BRL"), ("brl", "BRL"), ("us$", "USD"), ("usd", "USD"), ("dollar", "USD"), ("bucks", "USD"),
-        ("$", "USD"), ("€", "EUR"), ("eur", "EUR"), ("£", "GBP"), ("gbp", "GBP"), ("pound", "GBP"),
-        ("quid", "GBP"), ("¥", "JPY"), ("yen", "JPY"), ("jpy", "JPY"), ("₹", "INR"), ("rupee", "INR"),
-        ("inr", "INR"), ("chf", "CHF"), ("franc", "CHF"), ("sek", "SEK"), ("nok", "NOK"), ("dkk", "DKK"),
-        ("krona", "SEK"), ("krone", "NOK"), ("yuan", "CNY"), ("cny", "CNY"), ("rmb", "CNY"), ("₩", "KRW"),
-        ("won", "KRW"), ("₽", "RUB"), ("₺", "TRY"), ("₪", "ILS"), ("zar", "ZAR"), ("mxn", "MXN"), ("peso", "MXN"),
+        ("ca$", "CAD"),
+        ("c$", "CAD"),
+        ("cad", "CAD"),
+        ("au$", "AUD"),
+        ("a$", "AUD"),
+        ("aud", "AUD"),
+        ("nz$", "NZD"),
+        ("nzd", "NZD"),
+        ("hk$", "HKD"),
+        ("hkd", "HKD"),
+        ("s$", "SGD"),
+        ("sgd", "SGD"),
+        ("r$", "BRL"),
+        ("brl", "BRL"),
+        ("us$", "USD"),
+        ("usd", "USD"),
+        ("dollar", "USD"),
+        ("bucks", "USD"),
+        ("$", "USD"),
+        ("€", "EUR"),
+        ("eur", "EUR"),
+        ("£", "GBP"),
+        ("gbp", "GBP"),
+        ("pound", "GBP"),
+        ("quid", "GBP"),
+        ("¥", "JPY"),
+        ("yen", "JPY"),
+        ("jpy", "JPY"),
+        ("₹", "INR"),
+        ("rupee", "INR"),
+        ("inr", "INR"),
+        ("chf", "CHF"),
+        ("franc", "CHF"),
+        ("sek", "SEK"),
+        ("nok", "NOK"),
+        ("dkk", "DKK"),
+        ("krona", "SEK"),
+        ("krone", "NOK"),
+        ("yuan", "CNY"),
+        ("cny", "CNY"),
+        ("rmb", "CNY"),
+        ("₩", "KRW"),
+        ("won", "KRW"),
+        ("₽", "RUB"),
+        ("₺", "TRY"),
+        ("₪", "ILS"),
+        ("zar", "ZAR"),
+        ("mxn", "MXN"),
+        ("peso", "MXN"),
     ];
     table.iter().find(|(k, _)| l.contains(k)).map(|(_, v)| *v)
 }
@@ -121,12 +162,18 @@ fn amounts(s: &str) -> Vec<f64> {
             .expect("amount")
     });
     let caps: Vec<_> = NUMBER.captures_iter(s).collect();
-    let last_mag = caps.last().and_then(|c| c.get(2)).map(|m| m.as_str().to_string());
+    let last_mag = caps
+        .last()
+        .and_then(|c| c.get(2))
+        .map(|m| m.as_str().to_string());
     caps.iter()
         .filter_map(|c| {
             let n = c.get(1)?.as_str();
             // "20 to 30 thousand": the magnitude of the last applies to the first.
-            let mag = c.get(2).map(|m| m.as_str().to_string()).or_else(|| last_mag.clone());
+            let mag = c
+                .get(2)
+                .map(|m| m.as_str().to_string())
+                .or_else(|| last_mag.clone());
             parse_number(&format!("{n} {}", mag.unwrap_or_default()))
         })
         .collect()
@@ -134,16 +181,23 @@ fn amounts(s: &str) -> Vec<f64> {
 
 pub(crate) fn budget(text: &str, entities: &[Entity]) -> Option<Budget> {
     let context = BUDGET_CONTEXT.is_match(text);
-    let money: Vec<&Entity> = entities.iter().filter(|e| e.kind == EntityType::Money).collect();
+    let money: Vec<&Entity> = entities
+        .iter()
+        .filter(|e| e.kind == EntityType::Money)
+        .collect();
     if let Some(e) = money.first().filter(|_| context || money.len() == 1) {
         let values = amounts(&e.value);
         let amount = values.iter().copied().fold(f64::NAN, f64::max);
         if amount.is_finite() {
-            let byte_end = text.char_indices().nth(e.span.end).map_or(text.len(), |(b, _)| b);
+            let byte_end = text
+                .char_indices()
+                .nth(e.span.end)
+                .map_or(text.len(), |(b, _)| b);
             let period = period_after(&text[byte_end..]);
             return Some(Budget {
                 amount,
-                min: (values.len() > 1).then(|| values.iter().copied().fold(f64::INFINITY, f64::min)),
+                min: (values.len() > 1)
+                    .then(|| values.iter().copied().fold(f64::INFINITY, f64::min)),
                 currency: currency_of(&e.value),
                 period,
                 evidence: Evidence {
@@ -151,7 +205,11 @@ pub(crate) fn budget(text: &str, entities: &[Entity]) -> Option<Budget> {
                     label: None,
                     span: e.span.clone(),
                     text: e.value.clone(),
-                    rule: Cow::Borrowed(if context { "budget/money_in_budget_context" } else { "budget/only_amount" }),
+                    rule: Cow::Borrowed(if context {
+                        "budget/money_in_budget_context"
+                    } else {
+                        "budget/only_amount"
+                    }),
                     turn: 0,
                 },
             });
@@ -240,7 +298,11 @@ pub(crate) fn timeline(text: &str, entities: &[Entity], today: Date) -> Option<T
         };
         if let Some(d) = date {
             let days = (d - today).get_days() as i64;
-            let days = if d < today { -(today - d).get_days().abs() as i64 } else { days };
+            let days = if d < today {
+                -(today - d).get_days().abs() as i64
+            } else {
+                days
+            };
             return Some(mk(days.max(0), d, e.span.clone(), "timeline/date"));
         }
     }
@@ -249,20 +311,48 @@ pub(crate) fn timeline(text: &str, entities: &[Entity], today: Date) -> Option<T
 
 fn text_before(text: &str, char_start: usize) -> String {
     let start = char_start.saturating_sub(20);
-    text.chars().skip(start).take(char_start - start).collect::<String>().to_lowercase()
+    text.chars()
+        .skip(start)
+        .take(char_start - start)
+        .collect::<String>()
+        .to_lowercase()
 }
 
 fn duration_as_deadline(before: String) -> bool {
     let b = before.trim_end();
-    ["in", "within", "next", "in the next", "over the next", "in about", "in around", "in roughly"].iter().any(|w| b.ends_with(w))
+    [
+        "in",
+        "within",
+        "next",
+        "in the next",
+        "over the next",
+        "in about",
+        "in around",
+        "in roughly",
+    ]
+    .iter()
+    .any(|w| b.ends_with(w))
 }
 
 fn duration_days(s: &str) -> Option<i64> {
     let l = s.to_lowercase();
     let unit_days = [
-        ("business day", 7.0 / 5.0), ("working day", 7.0 / 5.0), ("day", 1.0), ("fortnight", 14.0),
-        ("week", 7.0), ("wk", 7.0), ("month", 30.0), ("quarter", 91.0), ("year", 365.0), ("yr", 365.0), ("decade", 3650.0),
-        ("hour", 0.0), ("hr", 0.0), ("minute", 0.0), ("min", 0.0), ("second", 0.0),
+        ("business day", 7.0 / 5.0),
+        ("working day", 7.0 / 5.0),
+        ("day", 1.0),
+        ("fortnight", 14.0),
+        ("week", 7.0),
+        ("wk", 7.0),
+        ("month", 30.0),
+        ("quarter", 91.0),
+        ("year", 365.0),
+        ("yr", 365.0),
+        ("decade", 3650.0),
+        ("hour", 0.0),
+        ("hr", 0.0),
+        ("minute", 0.0),
+        ("min", 0.0),
+        ("second", 0.0),
     ];
     let (unit, per) = unit_days.iter().find(|(u, _)| l.contains(u))?;
     let qty_text = l.split(unit).next()?.trim().trim_end_matches('-');
@@ -278,9 +368,14 @@ fn duration_days(s: &str) -> Option<i64> {
 }
 
 fn month_number(s: &str) -> Option<i8> {
-    let months = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+    let months = [
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ];
     let l = s.to_lowercase();
-    months.iter().position(|m| l.starts_with(m)).map(|i| i as i8 + 1)
+    months
+        .iter()
+        .position(|m| l.starts_with(m))
+        .map(|i| i as i8 + 1)
 }
 
 fn last_day(year: i16, month: i8) -> Option<Date> {
@@ -291,12 +386,21 @@ fn last_day(year: i16, month: i8) -> Option<Date> {
 /// "before", "end of", their start otherwise.
 fn resolve_date(phrase: &str, before: String, today: Date) -> Option<Date> {
     let p = phrase.to_lowercase();
-    let end_of = p.contains("end of") || p.starts_with("late") || ["by", "before", "until", "no later than"].iter().any(|w| before.trim_end().ends_with(w));
+    // "by next quarter" means its start; "by end of March" its end.
+    let end_of =
+        p.contains("end of") || p.starts_with("late") || p.contains("eoy") || p.contains("eoq");
+    let _ = before;
     let y = today.year();
     let quarter_start = |q: i8, year: i16| Date::new(year, (q - 1) * 3 + 1, 1).ok();
     let quarter_end = |q: i8, year: i16| last_day(year, q * 3);
     let cur_q = (today.month() - 1) / 3 + 1;
-    let pick_quarter = |q: i8, year: i16| if end_of { quarter_end(q, year) } else { quarter_start(q, year) };
+    let pick_quarter = |q: i8, year: i16| {
+        if end_of {
+            quarter_end(q, year)
+        } else {
+            quarter_start(q, year)
+        }
+    };
 
     if p.contains("asap") || p == "today" {
         return Some(today);
@@ -329,8 +433,14 @@ fn resolve_date(phrase: &str, before: String, today: Date) -> Option<Date> {
         } else {
             cur_q
         };
-        let mut year = p.split(|c: char| !c.is_ascii_digit()).find(|s| s.len() == 4).and_then(|s| s.parse().ok()).unwrap_or(y);
-        if p.contains("next") && q < cur_q || (!p.contains("next") && !p.contains("this") && q < cur_q && year == y) {
+        let mut year = p
+            .split(|c: char| !c.is_ascii_digit())
+            .find(|s| s.len() == 4)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(y);
+        if p.contains("next") && q < cur_q
+            || (!p.contains("next") && !p.contains("this") && q < cur_q && year == y)
+        {
             year += 1;
         }
         if q == cur_q && year == y && !p.contains("next") {
@@ -341,7 +451,9 @@ fn resolve_date(phrase: &str, before: String, today: Date) -> Option<Date> {
     if p.contains("week") {
         let to_sunday = 7 - today.weekday().to_monday_one_offset() as i64;
         return if p.contains("next") || p.contains("following") || p.contains("coming") {
-            today.checked_add((to_sunday + if end_of { 7 } else { 1 }).days()).ok()
+            today
+                .checked_add((to_sunday + if end_of { 7 } else { 1 }).days())
+                .ok()
         } else {
             today.checked_add(to_sunday.days()).ok()
         };
@@ -349,14 +461,22 @@ fn resolve_date(phrase: &str, before: String, today: Date) -> Option<Date> {
     if p.contains("month") {
         return if p.contains("next") || p.contains("following") || p.contains("coming") {
             let first_next = today.first_of_month().checked_add(1.month()).ok()?;
-            if end_of { Some(first_next.last_of_month()) } else { Some(first_next) }
+            if end_of {
+                Some(first_next.last_of_month())
+            } else {
+                Some(first_next)
+            }
         } else {
             Some(today.last_of_month())
         };
     }
     if p.contains("year") || p.contains("eoy") {
         return if p.contains("next") {
-            if end_of { Date::new(y + 1, 12, 31).ok() } else { Date::new(y + 1, 1, 1).ok() }
+            if end_of {
+                Date::new(y + 1, 12, 31).ok()
+            } else {
+                Date::new(y + 1, 1, 1).ok()
+            }
         } else {
             Date::new(y, 12, 31).ok()
         };
@@ -366,19 +486,31 @@ fn resolve_date(phrase: &str, before: String, today: Date) -> Option<Date> {
         while d.weekday() != wd {
             d = d.checked_add(1.days()).ok()?;
         }
-        if p.contains("next") && (d - today).get_days() < 7 && today.weekday().to_monday_one_offset() < wd.to_monday_one_offset() {
+        if p.contains("next")
+            && (d - today).get_days() < 7
+            && today.weekday().to_monday_one_offset() < wd.to_monday_one_offset()
+        {
             d = d.checked_add(7.days()).ok()?;
         }
         return Some(d);
     }
     // Month names, with or without a day and a year.
-    let words: Vec<&str> = p.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect();
-    let month = words.iter().find_map(|w| (w.len() >= 3).then(|| month_number(w)).flatten())?;
+    let words: Vec<&str> = p
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let month = words
+        .iter()
+        .find_map(|w| (w.len() >= 3).then(|| month_number(w)).flatten())?;
     let day = words.iter().find_map(|w| {
         let digits: String = w.chars().take_while(char::is_ascii_digit).collect();
-        (!digits.is_empty() && digits.len() <= 2).then(|| digits.parse::<i8>().ok()).flatten()
+        (!digits.is_empty() && digits.len() <= 2)
+            .then(|| digits.parse::<i8>().ok())
+            .flatten()
     });
-    let year = words.iter().find_map(|w| (w.len() == 4).then(|| w.parse::<i16>().ok()).flatten());
+    let year = words
+        .iter()
+        .find_map(|w| (w.len() == 4).then(|| w.parse::<i16>().ok()).flatten());
     let build = |year: i16| -> Option<Date> {
         match day {
             Some(d) => Date::new(year, month, d).ok(),
@@ -390,7 +522,11 @@ fn resolve_date(phrase: &str, before: String, today: Date) -> Option<Date> {
         Some(yr) => build(yr),
         None => {
             let this = build(y)?;
-            if this < today && !(month == today.month() && day.is_none()) { build(y + 1) } else { Some(this.max(today)) }
+            if this < today && !(month == today.month() && day.is_none()) {
+                build(y + 1)
+            } else {
+                Some(this.max(today))
+            }
         }
     }
 }
@@ -410,7 +546,11 @@ fn weekday(p: &str) -> Option<Weekday> {
     .map(|(_, w)| *w)
 }
 
-pub(crate) fn authority(rules: &RuleSet, n: &Normalized, text: &str) -> (Authority, Option<Evidence>) {
+pub(crate) fn authority(
+    rules: &RuleSet,
+    n: &Normalized,
+    text: &str,
+) -> (Authority, Option<Evidence>) {
     let hits = rules.hits(&n.norm);
     // A stated need for approval outweighs a title: "I'm the director but my CFO signs".
     let pick = hits
@@ -419,7 +559,11 @@ pub(crate) fn authority(rules: &RuleSet, n: &Normalized, text: &str) -> (Authori
         .or_else(|| hits.first());
     match pick {
         Some(h) => {
-            let a = if h.rule.contains("/decision_maker/") { Authority::DecisionMaker } else { Authority::Influencer };
+            let a = if h.rule.contains("/decision_maker/") {
+                Authority::DecisionMaker
+            } else {
+                Authority::Influencer
+            };
             (a, Some(h.evidence(n, text, "authority", Some(a.as_str()))))
         }
         None => (Authority::Unknown, None),
@@ -427,7 +571,9 @@ pub(crate) fn authority(rules: &RuleSet, n: &Normalized, text: &str) -> (Authori
 }
 
 pub(crate) fn company_size(entities: &[Entity]) -> Option<CompanySize> {
-    let e = entities.iter().find(|e| e.kind == EntityType::CompanySize)?;
+    let e = entities
+        .iter()
+        .find(|e| e.kind == EntityType::CompanySize)?;
     static N: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(r"(?i)\d[\d,]*(?:\.\d+)?\s?k?\b|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|thousand)(?:[\s-](?:one|two|three|four|five|six|seven|eight|nine|hundred|thousand|and))*\b")
             .expect("size number")

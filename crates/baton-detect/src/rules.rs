@@ -49,7 +49,8 @@ impl RuleSet {
         let rules = rules
             .iter()
             .map(|(id, p)| {
-                let re = Regex::new(p).unwrap_or_else(|e| panic!("rule {id} does not compile: {e}"));
+                let re =
+                    Regex::new(p).unwrap_or_else(|e| panic!("rule {id} does not compile: {e}"));
                 (*id, re)
             })
             .collect();

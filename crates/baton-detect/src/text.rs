@@ -106,7 +106,10 @@ impl Normalized {
     pub(crate) fn orig_span(&self, norm: Range<usize>) -> Range<usize> {
         let first = self.tokens.partition_point(|t| t.norm.end <= norm.start);
         let last = self.tokens.partition_point(|t| t.norm.start < norm.end);
-        match (self.tokens.get(first), last.checked_sub(1).and_then(|l| self.tokens.get(l))) {
+        match (
+            self.tokens.get(first),
+            last.checked_sub(1).and_then(|l| self.tokens.get(l)),
+        ) {
             (Some(a), Some(b)) if first < last => a.orig.start..b.orig.end,
             _ => 0..0,
         }
@@ -119,7 +122,9 @@ impl Normalized {
 
     /// The text of token `i` in normalised form.
     pub(crate) fn tok(&self, i: usize) -> &str {
-        self.tokens.get(i).map_or("", |t| &self.norm[t.norm.clone()])
+        self.tokens
+            .get(i)
+            .map_or("", |t| &self.norm[t.norm.clone()])
     }
 
     /// Number of word tokens (punctuation excluded).
@@ -146,7 +151,10 @@ impl Normalized {
 
 /// The substring of `text` between two code-point offsets.
 pub fn slice_chars(text: &str, span: Range<usize>) -> &str {
-    let mut idx = text.char_indices().map(|(b, _)| b).chain(std::iter::once(text.len()));
+    let mut idx = text
+        .char_indices()
+        .map(|(b, _)| b)
+        .chain(std::iter::once(text.len()));
     let start = idx.nth(span.start).unwrap_or(text.len());
     let len = span.end.saturating_sub(span.start);
     let end = if len == 0 {
@@ -175,7 +183,8 @@ impl<'a> CharIndex<'a> {
 
     pub(crate) fn span(&self, bytes: Range<usize>) -> Range<usize> {
         let s = self.char_of(bytes.start);
-        let e = s + self.text[floor_boundary(self.text, bytes.start)..floor_boundary(self.text, bytes.end)]
+        let e = s + self.text
+            [floor_boundary(self.text, bytes.start)..floor_boundary(self.text, bytes.end)]
             .chars()
             .count();
         s..e
@@ -202,7 +211,10 @@ mod tests {
         assert_eq!(n.norm, "i dont want a bot , get me a human ! !");
         let m = n.norm.find("human").unwrap();
         let span = n.orig_span(m..m + 5);
-        assert_eq!(slice_chars("I don’t want a BOT, get me a humna!!", span), "humna");
+        assert_eq!(
+            slice_chars("I don’t want a BOT, get me a humna!!", span),
+            "humna"
+        );
     }
 
     #[test]

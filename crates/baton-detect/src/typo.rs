@@ -49,17 +49,99 @@ const KEY_WORDS: &[&str] = &[
 
 /// Real words one edit away from a key word; left as they are.
 const PROTECTED: &[&str] = &[
-    "agents", "agenda", "humans", "humane", "humid", "managed", "manages", "managers", "persons",
-    "personal", "persona", "prison", "poison", "season", "reason", "refunds", "refine", "service",
-    "services", "served", "server", "serves", "speaks", "spent", "speck", "spear", "talks", "tall",
-    "task", "take", "tale", "helm", "held", "hell", "helps", "hello", "accounts", "cancer",
-    "candle", "charges", "charter", "changed", "charmed", "charted", "connects", "someone",
-    "operators", "operate", "support", "supports", "invoices", "invoked", "please", "pleased",
-    "pleases", "purchased", "purchases", "payments", "password", "passwords", "ranger", "danger",
-    "hanger", "anyone", "angle", "anger", "angel", "ages", "alert", "agency", "urgent", "argent",
-    "pricking", "prising", "talc", "halp", "peak", "seak", "someones", "customers", "cancels",
-    "confuse", "confuses", "transfers", "terrible", "useful", "useless", "somebody", "billings",
-    "refunded", "complaints", "understands", "frustrate",
+    "agents",
+    "agenda",
+    "humans",
+    "humane",
+    "humid",
+    "managed",
+    "manages",
+    "managers",
+    "persons",
+    "personal",
+    "persona",
+    "prison",
+    "poison",
+    "season",
+    "reason",
+    "refunds",
+    "refine",
+    "service",
+    "services",
+    "served",
+    "server",
+    "serves",
+    "speaks",
+    "spent",
+    "speck",
+    "spear",
+    "talks",
+    "tall",
+    "task",
+    "take",
+    "tale",
+    "helm",
+    "held",
+    "hell",
+    "helps",
+    "hello",
+    "accounts",
+    "cancer",
+    "candle",
+    "charges",
+    "charter",
+    "changed",
+    "charmed",
+    "charted",
+    "connects",
+    "someone",
+    "operators",
+    "operate",
+    "support",
+    "supports",
+    "invoices",
+    "invoked",
+    "please",
+    "pleased",
+    "pleases",
+    "purchased",
+    "purchases",
+    "payments",
+    "password",
+    "passwords",
+    "ranger",
+    "danger",
+    "hanger",
+    "anyone",
+    "angle",
+    "anger",
+    "angel",
+    "ages",
+    "alert",
+    "agency",
+    "urgent",
+    "argent",
+    "pricking",
+    "prising",
+    "talc",
+    "halp",
+    "peak",
+    "seak",
+    "someones",
+    "customers",
+    "cancels",
+    "confuse",
+    "confuses",
+    "transfers",
+    "terrible",
+    "useful",
+    "useless",
+    "somebody",
+    "billings",
+    "refunded",
+    "complaints",
+    "understands",
+    "frustrate",
 ];
 
 /// The key word `word` is a misspelling of, if any.
@@ -95,7 +177,10 @@ fn is_adjacent_swap(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     let diffs: Vec<usize> = (0..a.len()).filter(|&i| a[i] != b[i]).collect();
-    diffs.len() == 2 && diffs[1] == diffs[0] + 1 && a[diffs[0]] == b[diffs[1]] && a[diffs[1]] == b[diffs[0]]
+    diffs.len() == 2
+        && diffs[1] == diffs[0] + 1
+        && a[diffs[0]] == b[diffs[1]]
+        && a[diffs[1]] == b[diffs[0]]
 }
 
 /// Optimal-string-alignment distance of at most one, without building a matrix.
@@ -106,7 +191,10 @@ fn within_one_edit(a: &[u8], b: &[u8]) -> bool {
     let prefix = a.iter().zip(b).take_while(|(x, y)| x == y).count();
     let (ra, rb) = (&a[prefix..], &b[prefix..]);
     match ra.len() as isize - rb.len() as isize {
-        0 => ra[1..] == rb[1..] || (ra.len() >= 2 && ra[0] == rb[1] && ra[1] == rb[0] && ra[2..] == rb[2..]),
+        0 => {
+            ra[1..] == rb[1..]
+                || (ra.len() >= 2 && ra[0] == rb[1] && ra[1] == rb[0] && ra[2..] == rb[2..])
+        }
         1 => ra[1..] == *rb,
         -1 => *ra == rb[1..],
         _ => false,

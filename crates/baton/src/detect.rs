@@ -87,9 +87,19 @@ pub fn run(args: &Args, mut input: impl BufRead, mut output: impl Write) -> anyh
     Ok(())
 }
 
-fn score_batch(detector: &Detector, batch: &[Line], first_line: usize, today: Date, threads: usize) -> Vec<String> {
+fn score_batch(
+    detector: &Detector,
+    batch: &[Line],
+    first_line: usize,
+    today: Date,
+    threads: usize,
+) -> Vec<String> {
     if threads <= 1 || batch.len() < 64 {
-        return batch.iter().enumerate().map(|(i, l)| score_line(detector, l, first_line + i, today)).collect();
+        return batch
+            .iter()
+            .enumerate()
+            .map(|(i, l)| score_line(detector, l, first_line + i, today))
+            .collect();
     }
     let chunk = batch.len().div_ceil(threads);
     std::thread::scope(|s| {
@@ -147,7 +157,9 @@ fn read_line(input: &mut impl BufRead) -> io::Result<Option<Line>> {
     if buf.ends_with(b"\r") {
         buf.pop();
     }
-    Ok(Some(Line::Text(String::from_utf8(buf).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))))
+    Ok(Some(Line::Text(String::from_utf8(buf).unwrap_or_else(
+        |e| String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    ))))
 }
 
 fn error_line(code: &str, message: String, line: usize) -> String {
@@ -158,13 +170,21 @@ fn score_line(detector: &Detector, line: &Line, line_no: usize, default_today: D
     let text = match line {
         Line::Text(t) => t,
         Line::TooLong(n) => {
-            return error_line("line_too_long", format!("line is {n} bytes; the limit is {MAX_LINE_BYTES}"), line_no);
+            return error_line(
+                "line_too_long",
+                format!("line is {n} bytes; the limit is {MAX_LINE_BYTES}"),
+                line_no,
+            );
         }
     };
     let input: Input = match serde_json::from_str(text) {
         Ok(i) => i,
         Err(e) if e.is_data() => {
-            return error_line("invalid_input", format!("expected an object with \"text\" or \"turns\": {e}"), line_no);
+            return error_line(
+                "invalid_input",
+                format!("expected an object with \"text\" or \"turns\": {e}"),
+                line_no,
+            );
         }
         Err(e) => return error_line("invalid_json", format!("not valid JSON: {e}"), line_no),
     };
@@ -173,15 +193,25 @@ fn score_line(detector: &Detector, line: &Line, line_no: usize, default_today: D
         Some(s) => match s.get(..10).and_then(|d| d.parse::<Date>().ok()) {
             Some(d) => d,
             None => {
-                return error_line("invalid_input", format!("\"now\" must be a date or an RFC 3339 time, not {s:?}"), line_no);
+                return error_line(
+                    "invalid_input",
+                    format!("\"now\" must be a date or an RFC 3339 time, not {s:?}"),
+                    line_no,
+                );
             }
         },
     };
     let signals = match (&input.text, &input.turns) {
         (Some(serde_json::Value::String(t)), _) => detector.message(t, today),
-        (Some(_), _) => return error_line("invalid_input", "\"text\" must be a string".into(), line_no),
+        (Some(_), _) => {
+            return error_line("invalid_input", "\"text\" must be a string".into(), line_no);
+        }
         (None, Some(turns)) if turns.len() > MAX_TURNS => {
-            return error_line("invalid_input", format!("{} turns; the limit is {MAX_TURNS}", turns.len()), line_no);
+            return error_line(
+                "invalid_input",
+                format!("{} turns; the limit is {MAX_TURNS}", turns.len()),
+                line_no,
+            );
         }
         (None, Some(turns)) => {
             let turns: Vec<Turn<'_>> = turns
@@ -193,9 +223,16 @@ fn score_line(detector: &Detector, line: &Line, line_no: usize, default_today: D
                 .collect();
             detector.conversation(&turns, today)
         }
-        (None, None) => return error_line("invalid_input", "expected \"text\" or \"turns\"".into(), line_no),
+        (None, None) => {
+            return error_line(
+                "invalid_input",
+                "expected \"text\" or \"turns\"".into(),
+                line_no,
+            );
+        }
     };
-    serde_json::to_string(&DetectOut::new(&signals)).unwrap_or_else(|e| error_line("internal", e.to_string(), line_no))
+    serde_json::to_string(&DetectOut::new(&signals))
+        .unwrap_or_else(|e| error_line("internal", e.to_string(), line_no))
 }
 
 #[cfg(test)]
@@ -218,7 +255,9 @@ mod tests {
 
     #[test]
     fn one_line_out_per_line_in_with_errors_in_place() {
-        let out = run_str("{\"text\": \"agent please\"}\nnot json\n{\"x\": 1}\n\n{\"turns\": [{\"role\": \"user\", \"text\": \"hi\"}]}\n");
+        let out = run_str(
+            "{\"text\": \"agent please\"}\nnot json\n{\"x\": 1}\n\n{\"turns\": [{\"role\": \"user\", \"text\": \"hi\"}]}\n",
+        );
         assert_eq!(out.len(), 5);
         assert_eq!(out[0]["human_request"], true);
         assert_eq!(out[1]["error"]["code"], "invalid_json");

@@ -149,7 +149,11 @@ impl<'a> DetectOut<'a> {
                     days: t.days,
                     date: t.date.to_string(),
                 }),
-                authority: if q.authority == Authority::Unknown { "unknown" } else { q.authority.as_str() },
+                authority: if q.authority == Authority::Unknown {
+                    "unknown"
+                } else {
+                    q.authority.as_str()
+                },
                 company_size: q.company_size.as_ref().map(|c| CompanySizeOut {
                     employees: c.employees,
                     min: c.min,

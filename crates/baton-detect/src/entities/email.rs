@@ -11,7 +11,9 @@ use std::ops::Range;
 
 /// Characters of RFC 5322 `atext`, plus any non-ASCII letter (RFC 6531).
 fn is_atext(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~-".contains(c) || (!c.is_ascii() && c.is_alphanumeric())
+    c.is_ascii_alphanumeric()
+        || "!#$%&'*+/=?^_`{|}~-".contains(c)
+        || (!c.is_ascii() && c.is_alphanumeric())
 }
 
 fn is_domain_char(c: char) -> bool {
@@ -42,7 +44,9 @@ fn candidate(text: &str, at: usize) -> Option<Range<usize>> {
     let before = text[..local_start].chars().next_back();
     let after = text[domain_end..].chars().next();
     if before.is_some_and(|c| c == '@' || c == '.' || c == '\\' || c.is_alphanumeric())
-        || after.is_some_and(|c| c == '@' || c == '_' || c.is_alphanumeric() || c == '\\' || c == '"' || c == '[')
+        || after.is_some_and(|c| {
+            c == '@' || c == '_' || c.is_alphanumeric() || c == '\\' || c == '"' || c == '['
+        })
     {
         return None;
     }
@@ -125,9 +129,12 @@ fn domain_end(text: &str, start: usize) -> Option<(usize, bool)> {
 fn is_ipv4(s: &str) -> bool {
     let parts: Vec<&str> = s.split('.').collect();
     parts.len() == 4
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok_and(|n| n <= 255))
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.len() <= 3
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && p.parse::<u16>().is_ok_and(|n| n <= 255)
+        })
 }
 
 fn valid_local(local: &str) -> bool {
@@ -137,7 +144,10 @@ fn valid_local(local: &str) -> bool {
     if local.starts_with('"') {
         return parses_quoted(local);
     }
-    !local.starts_with('.') && !local.ends_with('.') && !local.contains("..") && local.chars().all(|c| is_atext(c) || c == '.')
+    !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local.chars().all(|c| is_atext(c) || c == '.')
 }
 
 fn valid_domain(domain: &str) -> bool {
@@ -149,7 +159,11 @@ fn valid_domain(domain: &str) -> bool {
     }
     let labels: Vec<&str> = domain.split('.').collect();
     let label_ok = |l: &&str| {
-        !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-') && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_alphanumeric() || c == '-')
     };
     if !labels.iter().all(label_ok) {
         return false;

@@ -94,12 +94,16 @@ struct Cand {
     rule: &'static str,
 }
 
-const MONTH_FULL: &str = r"(?:january|february|march|april|june|july|august|september|october|november|december)";
+const MONTH_FULL: &str =
+    r"(?:january|february|march|april|june|july|august|september|october|november|december)";
 const MONTH_ANY: &str = r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?";
 const WEEKDAY: &str = r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)";
 const ORDW: &str = r"(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth|thirteenth|fourteenth|fifteenth|sixteenth|seventeenth|eighteenth|nineteenth|twentieth|twenty[\s-](?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth)|thirtieth|thirty[\s-]first)";
 const TZ: &str = r"(?:utc|gmt|est|edt|cst|cdt|mst|mdt|pst|pdt|cet|cest|bst|ist|aest|jst)";
-const TZ_WORDS: &[&str] = &["utc", "gmt", "est", "edt", "cst", "cdt", "mst", "mdt", "pst", "pdt", "cet", "cest", "bst", "ist", "aest", "jst"];
+const TZ_WORDS: &[&str] = &[
+    "utc", "gmt", "est", "edt", "cst", "cdt", "mst", "mdt", "pst", "pdt", "cet", "cest", "bst",
+    "ist", "aest", "jst",
+];
 const UNITS: &str = r"(?:seconds?|secs?|minutes?|mins?|hours?|hrs?|days?|weeks?|wks?|months?|years?|yrs?|quarters?|business\sdays?|working\sdays?|fortnights?|decades?)";
 const CURRENCY_WORDS: &str = r"(?:dollars?|usd|euros?|eur|pounds?(?:\ssterling)?|gbp|bucks|quid|rupees?|inr|yen|jpy|francs?|chf|pesos?|cents?|dkk|sek|nok|cad|aud|sgd|nzd|zar|brl|mxn|yuan|cny|rmb|won|krona|kronor|krone)";
 const CURRENCY_SYM: &str = r"(?:(?:us|ca|au|nz|hk|s|r|c|a)?\$|€|£|¥|₹|₩|₽|₺|₪|(?:usd|eur|gbp|cad|aud|jpy|inr|chf|cny|sek|nok|dkk|sgd|nzd|hkd|zar|brl|mxn)\s?)";
@@ -147,7 +151,14 @@ static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| {
     Patterns {
         list: raw
             .into_iter()
-            .map(|(k, p, id, s)| (k, p, id, Regex::new(&s).unwrap_or_else(|e| panic!("{id}: {e}"))))
+            .map(|(k, p, id, s)| {
+                (
+                    k,
+                    p,
+                    id,
+                    Regex::new(&s).unwrap_or_else(|e| panic!("{id}: {e}")),
+                )
+            })
             .collect(),
     }
 });
@@ -170,10 +181,26 @@ static GAZETTEER: LazyLock<Gazetteer> = LazyLock::new(|| {
     let mut patterns: Vec<String> = Vec::new();
     let mut entries = Vec::new();
     let files: [(EntityType, &str, bool); 4] = [
-        (EntityType::Location, include_str!("../../data/locations.txt"), false),
-        (EntityType::Role, include_str!("../../data/roles.txt"), false),
-        (EntityType::Org, include_str!("../../data/companies.txt"), true),
-        (EntityType::Person, include_str!("../../data/first_names.txt"), true),
+        (
+            EntityType::Location,
+            include_str!("../../data/locations.txt"),
+            false,
+        ),
+        (
+            EntityType::Role,
+            include_str!("../../data/roles.txt"),
+            false,
+        ),
+        (
+            EntityType::Org,
+            include_str!("../../data/companies.txt"),
+            true,
+        ),
+        (
+            EntityType::Person,
+            include_str!("../../data/first_names.txt"),
+            true,
+        ),
     ];
     for (kind, data, all_capital) in files {
         for line in data.lines() {
@@ -234,28 +261,158 @@ static LOCATION_CONTEXT: LazyLock<Regex> = LazyLock::new(|| {
 
 /// Capitalised words that are never a name, an organisation or a place on their own.
 const NOT_NAMES: &[&str] = &[
-    "I", "I'm", "Im", "The", "A", "An", "Hi", "Hello", "Hey", "Thanks", "Thank", "Please", "Yes",
-    "No", "Ok", "Okay", "Sorry", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday",
-    "Sunday", "January", "February", "March", "April", "May", "June", "July", "August",
-    "September", "October", "November", "December", "Today", "Tomorrow", "We", "You", "They", "It",
-    "This", "That", "My", "Our", "Your", "Can", "Could", "Would", "Will", "Do", "Does", "Is", "Are",
-    "What", "When", "Where", "Why", "How", "Who", "Which", "Also", "Just", "So", "And", "But", "Or",
-    "Not", "Looking", "Interested", "Trying", "Calling", "Writing", "Here", "There", "Sure", "Great",
-    "Good", "Fine", "Happy", "Glad", "New", "Still", "Very", "Really", "Q1", "Q2", "Q3", "Q4",
-    "Customer", "Support", "Sales", "Team", "Service", "Account", "Billing", "Please", "Asap",
-    "ASAP", "EOD", "Order", "Refund", "Help", "Bot", "Human", "Agent", "Manager", "Dear", "Sir",
-    "Madam", "Mr", "Mrs", "Ms", "Dr", "Best", "Regards", "Cheers", "Urgent", "Re", "Fwd", "Hopefully",
-    "Already", "Currently", "Actually", "Unfortunately", "Hmm", "Ugh", "Wow", "Oh", "Lol", "Pricing",
+    "I",
+    "I'm",
+    "Im",
+    "The",
+    "A",
+    "An",
+    "Hi",
+    "Hello",
+    "Hey",
+    "Thanks",
+    "Thank",
+    "Please",
+    "Yes",
+    "No",
+    "Ok",
+    "Okay",
+    "Sorry",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+    "Today",
+    "Tomorrow",
+    "We",
+    "You",
+    "They",
+    "It",
+    "This",
+    "That",
+    "My",
+    "Our",
+    "Your",
+    "Can",
+    "Could",
+    "Would",
+    "Will",
+    "Do",
+    "Does",
+    "Is",
+    "Are",
+    "What",
+    "When",
+    "Where",
+    "Why",
+    "How",
+    "Who",
+    "Which",
+    "Also",
+    "Just",
+    "So",
+    "And",
+    "But",
+    "Or",
+    "Not",
+    "Looking",
+    "Interested",
+    "Trying",
+    "Calling",
+    "Writing",
+    "Here",
+    "There",
+    "Sure",
+    "Great",
+    "Good",
+    "Fine",
+    "Happy",
+    "Glad",
+    "New",
+    "Still",
+    "Very",
+    "Really",
+    "Q1",
+    "Q2",
+    "Q3",
+    "Q4",
+    "Customer",
+    "Support",
+    "Sales",
+    "Team",
+    "Service",
+    "Account",
+    "Billing",
+    "Please",
+    "Asap",
+    "ASAP",
+    "EOD",
+    "Order",
+    "Refund",
+    "Help",
+    "Bot",
+    "Human",
+    "Agent",
+    "Manager",
+    "Dear",
+    "Sir",
+    "Madam",
+    "Mr",
+    "Mrs",
+    "Ms",
+    "Dr",
+    "Best",
+    "Regards",
+    "Cheers",
+    "Urgent",
+    "Re",
+    "Fwd",
+    "Hopefully",
+    "Already",
+    "Currently",
+    "Actually",
+    "Unfortunately",
+    "Hmm",
+    "Ugh",
+    "Wow",
+    "Oh",
+    "Lol",
+    "Pricing",
 ];
 
 /// Finds every entity in `text`.
 pub(crate) fn extract(text: &str) -> Vec<Entity> {
     let mut cands: Vec<Cand> = Vec::new();
     for r in email::find(text) {
-        cands.push(Cand { kind: EntityType::Email, bytes: r, prio: 0, rule: "email/rfc5322" });
+        cands.push(Cand {
+            kind: EntityType::Email,
+            bytes: r,
+            prio: 0,
+            rule: "email/rfc5322",
+        });
     }
     for r in phone::find(text) {
-        cands.push(Cand { kind: EntityType::Phone, bytes: r, prio: 2, rule: "phone/shape" });
+        cands.push(Cand {
+            kind: EntityType::Phone,
+            bytes: r,
+            prio: 2,
+            rule: "phone/shape",
+        });
     }
     for (kind, prio, id, re) in &PATTERNS.list {
         for m in re.find_iter(text) {
@@ -276,7 +433,12 @@ pub(crate) fn extract(text: &str) -> Vec<Entity> {
             if *kind == EntityType::CompanySize && !company_context(text, r.clone(), id) {
                 continue;
             }
-            cands.push(Cand { kind: *kind, bytes: r, prio: *prio, rule: id });
+            cands.push(Cand {
+                kind: *kind,
+                bytes: r,
+                prio: *prio,
+                rule: id,
+            });
         }
     }
     gazetteer(text, &mut cands);
@@ -285,7 +447,8 @@ pub(crate) fn extract(text: &str) -> Vec<Entity> {
 }
 
 fn trim_url(text: &str, mut r: Range<usize>) -> Range<usize> {
-    while r.end > r.start && text[..r.end].ends_with(['.', ',', ';', ':', '!', '?', '\'', '"', ')']) {
+    while r.end > r.start && text[..r.end].ends_with(['.', ',', ';', ':', '!', '?', '\'', '"', ')'])
+    {
         r.end -= 1;
     }
     r
@@ -294,7 +457,9 @@ fn trim_url(text: &str, mut r: Range<usize>) -> Range<usize> {
 fn hour_only(text: &str, r: Range<usize>) -> Range<usize> {
     let s = &text[r.clone()];
     let first_digit = s.find(|c: char| c.is_ascii_digit()).unwrap_or(0);
-    let last = s.rfind(|c: char| c.is_ascii_digit()).map_or(s.len(), |i| i + 1);
+    let last = s
+        .rfind(|c: char| c.is_ascii_digit())
+        .map_or(s.len(), |i| i + 1);
     let mut end = r.start + last;
     // Keep a time zone written after the hour.
     let tail = &text[end..r.end];
@@ -309,14 +474,23 @@ fn hour_only(text: &str, r: Range<usize>) -> Range<usize> {
 /// "12 people" is a company size only where the company is in view; otherwise a number.
 fn company_context(text: &str, r: Range<usize>, id: &str) -> bool {
     let s = text[r.clone()].to_ascii_lowercase();
-    if id != "company_size/n_employees" || !(s.ends_with("people") || s.ends_with("persons") || s.ends_with("agents") || s.ends_with("engineers") || s.ends_with("developers")) {
+    if id != "company_size/n_employees"
+        || !(s.ends_with("people")
+            || s.ends_with("persons")
+            || s.ends_with("agents")
+            || s.ends_with("engineers")
+            || s.ends_with("developers"))
+    {
         return true;
     }
     let from = crate::text::floor_boundary(text, r.start.saturating_sub(40));
     let before = text[from..r.start].to_ascii_lowercase();
-    ["we ", "we're", "we are", "company", "team", "employ", "staff", "org", "business", "startup", "firm", "about ", "around ", "over ", "have "]
-        .iter()
-        .any(|w| before.contains(w))
+    [
+        "we ", "we're", "we are", "company", "team", "employ", "staff", "org", "business",
+        "startup", "firm", "about ", "around ", "over ", "have ",
+    ]
+    .iter()
+    .any(|w| before.contains(w))
 }
 
 fn gazetteer(text: &str, cands: &mut Vec<Cand>) {
@@ -341,7 +515,10 @@ fn gazetteer(text: &str, cands: &mut Vec<Cand>) {
             continue;
         }
         // An all-lowercase short acronym ("la", "sf", "vp") is a word, not the acronym.
-        if surface.len() <= 3 && surface.chars().all(|c| c.is_ascii_lowercase()) && word_is_acronym(surface) {
+        if surface.len() <= 3
+            && surface.chars().all(|c| c.is_ascii_lowercase())
+            && word_is_acronym(surface)
+        {
             continue;
         }
         let (prio, rule) = match e.kind {
@@ -355,21 +532,92 @@ fn gazetteer(text: &str, cands: &mut Vec<Cand>) {
             // Extend a first name with a capitalised surname.
             r.end = extend_capitalised(text, r.end, 1);
         }
-        cands.push(Cand { kind: e.kind, bytes: r, prio, rule });
+        cands.push(Cand {
+            kind: e.kind,
+            bytes: r,
+            prio,
+            rule,
+        });
     }
 }
 
 fn word_is_acronym(w: &str) -> bool {
-    matches!(w, "la" | "sf" | "vp" | "uk" | "us" | "usa" | "uae" | "cto" | "ceo" | "cfo" | "coo" | "cmo" | "cio" | "cro" | "cpo" | "cdo" | "cso" | "sdr" | "bdr" | "dpo" | "avp" | "svp" | "evp" | "nyc" | "hp" | "ing" | "amd" | "sap" | "ibm" | "aws")
-        && w != "usa"
+    matches!(
+        w,
+        "la" | "sf"
+            | "vp"
+            | "uk"
+            | "us"
+            | "usa"
+            | "uae"
+            | "cto"
+            | "ceo"
+            | "cfo"
+            | "coo"
+            | "cmo"
+            | "cio"
+            | "cro"
+            | "cpo"
+            | "cdo"
+            | "cso"
+            | "sdr"
+            | "bdr"
+            | "dpo"
+            | "avp"
+            | "svp"
+            | "evp"
+            | "nyc"
+            | "hp"
+            | "ing"
+            | "amd"
+            | "sap"
+            | "ibm"
+            | "aws"
+    ) && w != "usa"
 }
 
 fn self_context(before: &str) -> bool {
     let b = before.trim_end();
-    let tail: String = b.chars().rev().take(24).collect::<Vec<_>>().into_iter().rev().collect();
-    ["i'm a", "i'm an", "i'm the", "im a", "im an", "im the", "i am a", "i am an", "i am the", "i’m a", "i’m an", "i’m the", " as a", " as an", " as the", "as", "my", "our", "work as a", "job as a", "i'm", "i am", "im", "our head", "the", "a", "an", "your"]
-        .iter()
-        .any(|p| tail.ends_with(p))
+    let tail: String = b
+        .chars()
+        .rev()
+        .take(24)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    [
+        "i'm a",
+        "i'm an",
+        "i'm the",
+        "im a",
+        "im an",
+        "im the",
+        "i am a",
+        "i am an",
+        "i am the",
+        "i’m a",
+        "i’m an",
+        "i’m the",
+        " as a",
+        " as an",
+        " as the",
+        "as",
+        "my",
+        "our",
+        "work as a",
+        "job as a",
+        "i'm",
+        "i am",
+        "im",
+        "our head",
+        "the",
+        "a",
+        "an",
+        "your",
+    ]
+    .iter()
+    .any(|p| tail.ends_with(p))
         && !tail.ends_with("to a")
         && !tail.ends_with("with a")
         && !tail.ends_with("to an")
@@ -378,14 +626,20 @@ fn self_context(before: &str) -> bool {
 fn extend_capitalised(text: &str, mut end: usize, words: usize) -> usize {
     for _ in 0..words {
         let rest = &text[end..];
-        let Some(next) = rest.strip_prefix(' ') else { break };
+        let Some(next) = rest.strip_prefix(' ') else {
+            break;
+        };
         let w_len = next
             .char_indices()
             .take_while(|(_, c)| c.is_alphabetic() || *c == '\'' || *c == '-')
             .last()
             .map_or(0, |(i, c)| i + c.len_utf8());
         let w = &next[..w_len];
-        if w_len >= 2 && w.chars().next().is_some_and(char::is_uppercase) && w.chars().skip(1).any(char::is_lowercase) && !NOT_NAMES.contains(&w) {
+        if w_len >= 2
+            && w.chars().next().is_some_and(char::is_uppercase)
+            && w.chars().skip(1).any(char::is_lowercase)
+            && !NOT_NAMES.contains(&w)
+        {
             end += 1 + w_len;
         } else {
             break;
@@ -396,36 +650,78 @@ fn extend_capitalised(text: &str, mut end: usize, words: usize) -> usize {
 
 fn context_names(text: &str, cands: &mut Vec<Cand>) {
     for caps in PERSON_CONTEXT.captures_iter(text) {
-        let (Some(whole), Some(name)) = (caps.get(0), caps.get(1)) else { continue };
-        let Some(r) = clean_name(text, name.range()) else { continue };
-        let cue = whole.as_str()[..name.start() - whole.start()].trim().to_lowercase();
+        let (Some(whole), Some(name)) = (caps.get(0), caps.get(1)) else {
+            continue;
+        };
+        let Some(r) = clean_name(text, name.range()) else {
+            continue;
+        };
+        let cue = whole.as_str()[..name.start() - whole.start()]
+            .trim()
+            .to_lowercase();
         // "I'm Looking..." is not a name; after "I'm" only a known first name or a name that ends the clause.
-        if matches!(cue.as_str(), "i am" | "i'm" | "i’m" | "im" | "hi" | "hello" | "hey" | "dear") {
-            let known = cands.iter().any(|c| c.kind == EntityType::Person && c.bytes.start == r.start);
-            let ends = text[r.end..].trim_start().starts_with([',', '.', '!', '?', '-', '–']) || text[r.end..].trim().is_empty()
-                || text[r.end..].trim_start().to_lowercase().starts_with("from ")
-                || text[r.end..].trim_start().to_lowercase().starts_with("here");
+        if matches!(
+            cue.as_str(),
+            "i am" | "i'm" | "i’m" | "im" | "hi" | "hello" | "hey" | "dear"
+        ) {
+            let known = cands
+                .iter()
+                .any(|c| c.kind == EntityType::Person && c.bytes.start == r.start);
+            let ends = text[r.end..]
+                .trim_start()
+                .starts_with([',', '.', '!', '?', '-', '–'])
+                || text[r.end..].trim().is_empty()
+                || text[r.end..]
+                    .trim_start()
+                    .to_lowercase()
+                    .starts_with("from ")
+                || text[r.end..]
+                    .trim_start()
+                    .to_lowercase()
+                    .starts_with("here");
             if !(known || ends) {
                 continue;
             }
         }
-        cands.push(Cand { kind: EntityType::Person, bytes: r, prio: 6, rule: "person/context" });
+        cands.push(Cand {
+            kind: EntityType::Person,
+            bytes: r,
+            prio: 6,
+            rule: "person/context",
+        });
     }
     for m in ORG_SUFFIX.find_iter(text) {
         if let Some(r) = clean_name(text, m.range()) {
-            cands.push(Cand { kind: EntityType::Org, bytes: r, prio: 6, rule: "org/suffix" });
+            cands.push(Cand {
+                kind: EntityType::Org,
+                bytes: r,
+                prio: 6,
+                rule: "org/suffix",
+            });
         }
     }
     for caps in ORG_CONTEXT.captures_iter(text) {
         let Some(name) = caps.get(1) else { continue };
-        let Some(r) = clean_name(text, name.range()) else { continue };
+        let Some(r) = clean_name(text, name.range()) else {
+            continue;
+        };
         // Places and people found by their own lists keep their type.
-        cands.push(Cand { kind: EntityType::Org, bytes: r, prio: 8, rule: "org/context" });
+        cands.push(Cand {
+            kind: EntityType::Org,
+            bytes: r,
+            prio: 8,
+            rule: "org/context",
+        });
     }
     for caps in LOCATION_CONTEXT.captures_iter(text) {
         let Some(name) = caps.get(1) else { continue };
         if let Some(r) = clean_name(text, name.range()) {
-            cands.push(Cand { kind: EntityType::Location, bytes: r, prio: 6, rule: "location/context" });
+            cands.push(Cand {
+                kind: EntityType::Location,
+                bytes: r,
+                prio: 6,
+                rule: "location/context",
+            });
         }
     }
 }
@@ -467,7 +763,11 @@ fn resolve(text: &str, mut cands: Vec<Cand>) -> Vec<Entity> {
     });
     let mut taken: Vec<Cand> = Vec::new();
     for c in cands {
-        if c.bytes.is_empty() || taken.iter().any(|t| t.bytes.start < c.bytes.end && c.bytes.start < t.bytes.end) {
+        if c.bytes.is_empty()
+            || taken
+                .iter()
+                .any(|t| t.bytes.start < c.bytes.end && c.bytes.start < t.bytes.end)
+        {
             continue;
         }
         taken.push(c);
@@ -493,7 +793,10 @@ mod tests {
     use super::*;
 
     fn found(text: &str) -> Vec<(&'static str, String)> {
-        extract(text).into_iter().map(|e| (e.kind.as_str(), e.value)).collect()
+        extract(text)
+            .into_iter()
+            .map(|e| (e.kind.as_str(), e.value))
+            .collect()
     }
 
     #[test]
@@ -513,7 +816,9 @@ mod tests {
 
     #[test]
     fn mixed_message() {
-        let got = found("Hi, I'm Sarah Lee, CTO at Acme Corp in Berlin. We have 200 employees and a budget of $50k. Call +49 30 1234567 or mail sarah@acme.io by March 15.");
+        let got = found(
+            "Hi, I'm Sarah Lee, CTO at Acme Corp in Berlin. We have 200 employees and a budget of $50k. Call +49 30 1234567 or mail sarah@acme.io by March 15.",
+        );
         for want in [
             ("person", "Sarah Lee"),
             ("role", "CTO"),
@@ -525,7 +830,10 @@ mod tests {
             ("email", "sarah@acme.io"),
             ("date", "March 15"),
         ] {
-            assert!(got.contains(&(want.0, want.1.to_string())), "missing {want:?} in {got:?}");
+            assert!(
+                got.contains(&(want.0, want.1.to_string())),
+                "missing {want:?} in {got:?}"
+            );
         }
     }
 }

@@ -23,14 +23,54 @@ static VANITY: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 const PHONE_WORDS: &[&str] = &[
-    "phone", "call", "tel", "telephone", "mobile", "cell", "number", "text", "whatsapp", "sms",
-    "reach me", "ring", "contact", "fax", "landline", "direct line", "on", "at",
+    "phone",
+    "call",
+    "tel",
+    "telephone",
+    "mobile",
+    "cell",
+    "number",
+    "text",
+    "whatsapp",
+    "sms",
+    "reach me",
+    "ring",
+    "contact",
+    "fax",
+    "landline",
+    "direct line",
+    "on",
+    "at",
 ];
 
 const NOT_PHONE_WORDS: &[&str] = &[
-    "order", "account", "invoice", "ticket", "reference", "ref", "tracking", "card", "id", "#",
-    "case", "policy", "claim", "booking", "confirmation", "serial", "iban", "routing", "sort code",
-    "zip", "postcode", "postal", "transaction", "member", "customer number", "acct", "no.",
+    "order",
+    "account",
+    "invoice",
+    "ticket",
+    "reference",
+    "ref",
+    "tracking",
+    "card",
+    "id",
+    "#",
+    "case",
+    "policy",
+    "claim",
+    "booking",
+    "confirmation",
+    "serial",
+    "iban",
+    "routing",
+    "sort code",
+    "zip",
+    "postcode",
+    "postal",
+    "transaction",
+    "member",
+    "customer number",
+    "acct",
+    "no.",
 ];
 
 pub(crate) fn find(text: &str) -> Vec<Range<usize>> {
@@ -50,7 +90,9 @@ pub(crate) fn find(text: &str) -> Vec<Range<usize>> {
     }
     for m in VANITY.find_iter(text) {
         let s = m.as_str();
-        if s.chars().any(|c| c.is_ascii_uppercase()) && !out.iter().any(|o| o.start < m.end() && m.start() < o.end) {
+        if s.chars().any(|c| c.is_ascii_uppercase())
+            && !out.iter().any(|o| o.start < m.end() && m.start() < o.end)
+        {
             out.push(m.range());
         }
     }
@@ -73,7 +115,10 @@ fn accept(text: &str, r: Range<usize>) -> bool {
         .split(|c: char| !c.is_ascii_digit())
         .filter(|g| !g.is_empty())
         .collect();
-    let seps: Vec<char> = main.chars().filter(|c| !c.is_ascii_digit() && *c != '+').collect();
+    let seps: Vec<char> = main
+        .chars()
+        .filter(|c| !c.is_ascii_digit() && *c != '+')
+        .collect();
     let parens = main.contains('(') && main.contains(')');
     if main.matches('(').count() != main.matches(')').count() {
         return false;
@@ -82,8 +127,8 @@ fn accept(text: &str, r: Range<usize>) -> bool {
         return false;
     }
     let before = context_before(text, r.start);
-    if NOT_PHONE_WORDS.iter().any(|w| before.ends_with(w) || before.ends_with(&format!("{w} "))
-        || before.ends_with(&format!("{w}: ")) || before.ends_with(&format!("{w} number ")) || before.ends_with(&format!("{w} no "))) {
+    let phone_word = STRONG_PHONE_WORDS.iter().any(|w| before.contains(w));
+    if !phone_word && NOT_PHONE_WORDS.iter().any(|w| has_word(&before, w)) {
         return false;
     }
     // Amounts, versions and decimals.
@@ -102,18 +147,30 @@ fn accept(text: &str, r: Range<usize>) -> bool {
         let phone_context = PHONE_WORDS.iter().any(|w| before.contains(w));
         return intl || n >= 10 || phone_context || whole_text(text, r.clone());
     }
-    if groups.iter().all(|g| g.len() <= 2) && !intl {
-        return false;
-    }
-    if !groups.iter().any(|g| g.len() >= 3) {
-        return false;
+    if !intl && !groups.iter().any(|g| g.len() >= 3) {
+        // Pairs of digits are a phone number only in the French shape "01 23 45 67 89".
+        return n == 10 && main.starts_with('0') && groups.len() == 5;
     }
     if groups.len() == 2 && !intl && !parens {
         // "555-1234" is a local number; "1200 5000" is two amounts.
-        return seps.first().is_some_and(|c| *c == '-' || *c == '.') && groups[0].len() == 3 && groups[1].len() == 4
+        return seps.first().is_some_and(|c| *c == '-' || *c == '.')
+            && groups[0].len() == 3
+            && groups[1].len() == 4
             || n >= 9 && groups.iter().all(|g| g.len() >= 3);
     }
     true
+}
+
+const STRONG_PHONE_WORDS: &[&str] = &[
+    "phone", "call", "tel", "mobile", "cell", "whatsapp", "sms", "text me", "fax", "ring",
+];
+
+fn has_word(hay: &str, w: &str) -> bool {
+    hay.match_indices(w).any(|(i, _)| {
+        let before = hay[..i].chars().next_back();
+        let after = hay[i + w.len()..].chars().next();
+        !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
+    })
 }
 
 fn whole_text(text: &str, r: Range<usize>) -> bool {
@@ -137,11 +194,17 @@ fn looks_like_date_or_range(main: &str, groups: &[&str]) -> bool {
     if groups.len() == 3 && !main.starts_with('+') {
         let (a, b, c) = (groups[0].len(), groups[1].len(), groups[2].len());
         // 2024-03-05, 05/03/2024, 5.3.24
-        if (a == 4 && b <= 2 && c <= 2) || (a <= 2 && b <= 2 && (c == 4 || c == 2)) && seps.len() == 2 {
+        if (a == 4 && b <= 2 && c <= 2)
+            || (a <= 2 && b <= 2 && (c == 4 || c == 2)) && seps.len() == 2
+        {
             return true;
         }
     }
-    if groups.len() == 2 && groups.iter().all(|g| g.len() == 4 && (g.starts_with("19") || g.starts_with("20"))) {
+    if groups.len() == 2
+        && groups
+            .iter()
+            .all(|g| g.len() == 4 && (g.starts_with("19") || g.starts_with("20")))
+    {
         return true;
     }
     false
@@ -178,6 +241,7 @@ mod tests {
             "415-555-2671 ext. 204",
             "1-800-FLOWERS",
             "+91 98765 43210",
+            "01 23 45 67 89",
         ] {
             assert!(whole(s), "{s}");
         }
@@ -185,7 +249,16 @@ mod tests {
 
     #[test]
     fn not_phones() {
-        for s in ["2024-03-05", "05/03/2024", "between 1200 and 5000", "order 123456789", "$1,234,567", "3.14159", "2019-2020", "version 1.2.3.4"] {
+        for s in [
+            "2024-03-05",
+            "05/03/2024",
+            "between 1200 and 5000",
+            "order 123456789",
+            "$1,234,567",
+            "3.14159",
+            "2019-2020",
+            "version 1.2.3.4",
+        ] {
             assert!(find(s).is_empty(), "{s}: {:?}", find(s));
         }
     }
