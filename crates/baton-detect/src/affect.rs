@@ -152,7 +152,7 @@ pub(crate) fn frustration_rules() -> RuleSet {
             r"\bwhat\sa\s(?:joke|surprise|great\sservice|shock)\b", r"\bso\shelpful\s(?:not|as\salways)\b",
             r"\bas\susual\b", r"\bclassic\s\w+\s[.!]",
         ])),
-        ("frustration/waiting.medium", format!(r"\b(?:waiting|waited|been\son\shold|on\shold|in\sthe\squeue|stuck|wait)\s(?:for\s)?(?:over\s|more\sthan\s|almost\s|nearly\s|the\spast\s|the\slast\s)?(?:an?\s|\d+\s|two\s|three\s|four\s|five\s|six\s|several\s|many\s|few\s|couple\s(?:of\s)?)?{waited_units}\b")),
+        ("frustration/waiting.medium", format!(r"\b(?:waiting|waited|been\son\shold|on\shold|in\sthe\squeue|stuck|wait)\s(?:for\s)?(?:over\s|more\sthan\s|almost\s|nearly\s|the\spast\s|the\slast\s)?(?:an?\s|\d+\s|two\s|three\s|four\s|five\s|six\s|several\s|many\s|few\s|couple\s(?:of\s)?)?{waited_units}\b|\b(?:taking|takes|took|taken)\s(?:forever|ages|so\slong|too\slong|way\stoo\slong)\b")),
         ("frustration/broken.weak", r"\b(?:keeps\scrashing|crash(?:ing|ed|es)|doesnt\swork|dont\swork|not\sworking|stopped\sworking|wont\swork|wont\sload|down\sagain|keeps\sfailing|keeps\sfreezing|error\sagain|glitch\w*|bug(?:gy|s)?)\b".into()),
         ("frustration/lost_item.medium", r"\b(?:lost|missing|damaged|broken|wrong|stolen)\s(?:my\s|our\s|the\s)?(?:bag|bags|baggage|luggage|package|parcel|order|item|items|suitcase|delivery)\b|\b(?:bag|bags|baggage|luggage|package|parcel|order|suitcase)\s(?:is\s|was\s|got\s|has\sbeen\s)?(?:lost|missing|damaged|stolen)\b".into()),
         ("frustration/delay.medium", r"\b(?:delayed|delays?|late\sagain|(?:\d+|two|three|four|five|several)\s(?:hours?|hrs)\slate|missed\s(?:my\s)?(?:connection|flight|meeting)|overbooked|stranded|stuck\sat)\b".into()),
@@ -211,7 +211,7 @@ fn surface_cues(text: &str, out: &mut Vec<(Evidence, f64)>) {
         }
     }
     if shouted.len() >= 2 && shouted.len() * 3 >= words
-        || (shouted.len() >= 1 && words == 1 && text.trim().ends_with('!'))
+        || (!shouted.is_empty() && words == 1 && text.trim().ends_with('!'))
     {
         let span = ix.span(shouted[0].start..shouted[shouted.len() - 1].end);
         out.push((

@@ -155,9 +155,7 @@ pub(crate) fn rules() -> RuleSet {
         ),
         (
             "human_request/is_there_person",
-            format!(
-                r"\b(?:(?:is|are)\s(?:there|their)|(?:if|whether)\s(?:there|their)\s(?:is|are))\s(?:a|an|any|some)?\s?(?:real\s|actual\s|live\s)?(?:human|humans|person|people|agent|agents|representative|rep|someone|somebody|anyone|anybody|operator)\s(?:i\s|we\s)?(?:can|could|to|who|available|there|around|working|on|in|that|at|here|\?)"
-            ),
+r"\b(?:(?:is|are)\s(?:there|their)|(?:if|whether)\s(?:there|their)\s(?:is|are))\s(?:a|an|any|some)?\s?(?:real\s|actual\s|live\s)?(?:human|humans|person|people|agent|agents|representative|rep|someone|somebody|anyone|anybody|operator)\s(?:i\s|we\s)?(?:can|could|to|who|available|there|around|working|on|in|that|at|here|\?)".to_string(),
         ),
         (
             "human_request/escalate",

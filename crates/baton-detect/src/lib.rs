@@ -145,6 +145,9 @@ impl Default for Detector {
     }
 }
 
+/// How much of one message the detectors read.
+pub const MAX_MESSAGE_BYTES: usize = 32 * 1024;
+
 /// Visitor turns read back for a loop.
 const LOOP_WINDOW: usize = 4;
 /// Similarity at which two visitor turns ask the same thing.
@@ -197,7 +200,11 @@ impl Detector {
     }
 
     /// Signals of one visitor message; `today` anchors relative dates ("next quarter").
+    ///
+    /// A message longer than [`MAX_MESSAGE_BYTES`] is read up to that point (a paste, not a
+    /// chat turn); spans still index the original text.
     pub fn message(&self, text: &str, today: Date) -> Signals {
+        let text = &text[..text::floor_boundary(text, MAX_MESSAGE_BYTES)];
         let n = Normalized::new(text);
         let mut s = Signals::default();
 

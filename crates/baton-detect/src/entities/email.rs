@@ -27,11 +27,11 @@ pub(crate) fn find(text: &str) -> Vec<Range<usize>> {
     while let Some(rel) = text[from..].find('@') {
         let at = from + rel;
         from = at + 1;
-        if let Some(r) = candidate(text, at) {
-            if out.last().is_none_or(|l: &Range<usize>| l.end <= r.start) {
-                from = from.max(r.end);
-                out.push(r);
-            }
+        if let Some(r) = candidate(text, at)
+            && out.last().is_none_or(|l: &Range<usize>| l.end <= r.start)
+        {
+            from = from.max(r.end);
+            out.push(r);
         }
     }
     out
@@ -177,7 +177,7 @@ mod tests {
     use super::find;
 
     fn whole(s: &str) -> bool {
-        find(s) == vec![0..s.len()]
+        find(s).as_slice() == std::slice::from_ref(&(0..s.len()))
     }
 
     #[test]

@@ -220,7 +220,7 @@ mod tests {
     use super::find;
 
     fn whole(s: &str) -> bool {
-        find(s) == vec![0..s.len()]
+        find(s).as_slice() == std::slice::from_ref(&(0..s.len()))
     }
 
     #[test]
