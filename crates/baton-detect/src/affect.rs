@@ -175,8 +175,9 @@ pub(crate) fn confusion_rules() -> RuleSet {
 
 /// Profanity intensifying praise.
 static PRAISE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-    regex::Regex::new(r"\b(?:fucking|fuckin|damn|bloody|freaking|frigging|friggin|hella)\s(?:love|loved|loving|great|awesome|amazing|brilliant|good|best|excellent|fantastic|perfect|beautiful|cool|incredible|happy|finally|delicious|nice|legend)\b|\b(?:love|loved)\s(?:this|it|you)\s(?:so\s)?(?:fucking|damn)\s(?:much)\b")
-        .expect("praise pattern")
+    crate::rules::regex(
+        r"\b(?:fucking|fuckin|damn|bloody|freaking|frigging|friggin|hella)\s(?:love|loved|loving|great|awesome|amazing|brilliant|good|best|excellent|fantastic|perfect|beautiful|cool|incredible|happy|finally|delicious|nice|legend)\b|\b(?:love|loved)\s(?:this|it|you)\s(?:so\s)?(?:fucking|damn)\s(?:much)\b",
+    )
 });
 
 /// Short all-caps words that are names, not shouting.

@@ -153,8 +153,9 @@ fn label_of(rule: &'static str) -> (&'static str, &'static str) {
 
 /// After a purchase, "purchase" and "order" are the object of a service request, not an intent.
 static POST_PURCHASE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-    regex::Regex::new(r"\b(?:cancel\w*|change|changing|modify\w*|amend\w*|edit\w*|return\w*|track\w*|status|exchang\w*|refund\w*|where\sis|wheres|arriv\w*|deliver\w*|ship\w*|bought|purchased|ordered|received|receipt|invoice|my\s(?:purchase|order)s?)\b")
-        .expect("post-purchase pattern")
+    crate::rules::regex(
+        r"\b(?:cancel\w*|change|changing|modify\w*|amend\w*|edit\w*|return\w*|track\w*|status|exchang\w*|refund\w*|where\sis|wheres|arriv\w*|deliver\w*|ship\w*|bought|purchased|ordered|received|receipt|invoice|my\s(?:purchase|order)s?)\b",
+    )
 });
 
 /// Billing words that only count when nothing more specific is said.

@@ -85,18 +85,21 @@ pub(crate) fn authority_rules() -> RuleSet {
 }
 
 static BUDGET_CONTEXT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:budget|budgeted|spend|spending|afford|allocated|allocate|set\saside|pay|paying|invest|price\srange|up\sto|max(?:imum)?|no\smore\sthan|willing|looking\sat|range|cap|ceiling|limit)\b")
-        .expect("budget context")
+    crate::rules::regex(
+        r"(?i)\b(?:budget|budgeted|spend|spending|afford|allocated|allocate|set\saside|pay|paying|invest|price\srange|up\sto|max(?:imum)?|no\smore\sthan|willing|looking\sat|range|cap|ceiling|limit)\b",
+    )
 });
 
 static BARE_RANGE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\bbetween\s(\d+(?:[.,]\d+)?)\s?(k|thousand|million|m)?\s(?:and|to|-)\s(\d+(?:[.,]\d+)?)\s?(k|thousand|million|m)?\b|\b(?:budget|spend)\s(?:is|of|around|about|roughly|approximately|~)?\s?(?:around\s|about\s|roughly\s)?(\d+(?:[.,]\d+)?)\s?(k|thousand|million|m)\b")
-        .expect("bare budget range")
+    crate::rules::regex(
+        r"(?i)\bbetween\s(\d+(?:[.,]\d+)?)\s?(k|thousand|million|m)?\s(?:and|to|-)\s(\d+(?:[.,]\d+)?)\s?(k|thousand|million|m)?\b|\b(?:budget|spend)\s(?:is|of|around|about|roughly|approximately|~)?\s?(?:around\s|about\s|roughly\s)?(\d+(?:[.,]\d+)?)\s?(k|thousand|million|m)\b",
+    )
 });
 
 static PERIOD: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)^\s?(?:/|a|an|per|each|every)\s?(month|mo|year|yr|annum|week|quarter)\b|^\s?(monthly|annually|yearly|weekly|quarterly)\b")
-        .expect("period")
+    crate::rules::regex(
+        r"(?i)^\s?(?:/|a|an|per|each|every)\s?(month|mo|year|yr|annum|week|quarter)\b|^\s?(monthly|annually|yearly|weekly|quarterly)\b",
+    )
 });
 
 fn currency_of(s: &str) -> Option<&'static str> {
@@ -158,8 +161,9 @@ fn currency_of(s: &str) -> Option<&'static str> {
 /// The numeric amounts in a money span: one, or two for a range.
 fn amounts(s: &str) -> Vec<f64> {
     static NUMBER: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"(?i)(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)\s?(k|mm|m|bn|mil|million|thousand|billion|grand)?\b")
-            .expect("amount")
+        crate::rules::regex(
+            r"(?i)(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)\s?(k|mm|m|bn|mil|million|thousand|billion|grand)?\b",
+        )
     });
     let caps: Vec<_> = NUMBER.captures_iter(s).collect();
     let last_mag = caps
@@ -260,12 +264,15 @@ fn period_after(rest: &str) -> Option<&'static str> {
 }
 
 static TIMELINE_CONTEXT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:by|before|until|within|in|next|this|decid\w*|decision|go\slive|launch\w*|start\w*|implement\w*|roll\s?out|deploy\w*|buy|purchas\w*|sign\w*|need|want|plan\w*|looking|timeline|timeframe|deadline|asap|due|kick\s?off|switch\w*|migrat\w*|onboard\w*|end\sof)\b")
-        .expect("timeline context")
+    crate::rules::regex(
+        r"(?i)\b(?:by|before|until|within|in|next|this|decid\w*|decision|go\slive|launch\w*|start\w*|implement\w*|roll\s?out|deploy\w*|buy|purchas\w*|sign\w*|need|want|plan\w*|looking|timeline|timeframe|deadline|asap|due|kick\s?off|switch\w*|migrat\w*|onboard\w*|end\sof)\b",
+    )
 });
 
 static ASAP: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:asap|as\ssoon\sas\spossible|immediately|right\saway|urgent(?:ly)?|right\snow|straight\saway)\b").expect("asap")
+    crate::rules::regex(
+        r"(?i)\b(?:asap|as\ssoon\sas\spossible|immediately|right\saway|urgent(?:ly)?|right\snow|straight\saway)\b",
+    )
 });
 
 pub(crate) fn timeline(text: &str, entities: &[Entity], today: Date) -> Option<Timeline> {
@@ -575,8 +582,9 @@ pub(crate) fn company_size(entities: &[Entity]) -> Option<CompanySize> {
         .iter()
         .find(|e| e.kind == EntityType::CompanySize)?;
     static N: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"(?i)\d[\d,]*(?:\.\d+)?\s?k?\b|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|thousand)(?:[\s-](?:one|two|three|four|five|six|seven|eight|nine|hundred|thousand|and))*\b")
-            .expect("size number")
+        crate::rules::regex(
+            r"(?i)\d[\d,]*(?:\.\d+)?\s?k?\b|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|thousand)(?:[\s-](?:one|two|three|four|five|six|seven|eight|nine|hundred|thousand|and))*\b",
+        )
     });
     let values: Vec<u64> = N
         .find_iter(&e.value)

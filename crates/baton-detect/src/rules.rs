@@ -44,7 +44,14 @@ pub(crate) struct RuleSet {
 impl RuleSet {
     /// Builds the set; the patterns are ours and tested, so a bad one is a programming error.
     pub(crate) fn new(rules: &[(&'static str, String)]) -> RuleSet {
-        let set = RegexSet::new(rules.iter().map(|(_, p)| p.as_str()))
+        let rules: Vec<(&'static str, String)> = rules
+            .iter()
+            .map(|(id, p)| (*id, ascii_boundaries(p)))
+            .collect();
+        let set = regex::RegexSetBuilder::new(rules.iter().map(|(_, p)| p.as_str()))
+            .dfa_size_limit(64 << 20)
+            .size_limit(64 << 20)
+            .build()
             .unwrap_or_else(|e| panic!("rule set does not compile: {e}"));
         let rules = rules
             .iter()
@@ -92,6 +99,19 @@ impl Hit {
             turn: 0,
         }
     }
+}
+
+/// Makes `\b` an ASCII word boundary. The lazy DFA cannot evaluate Unicode word boundaries and
+/// would fall back to a backtracking-free but slow NFA simulation; the rules are English, so an
+/// ASCII boundary is what they mean.
+pub(crate) fn ascii_boundaries(pattern: &str) -> String {
+    pattern.replace(r"\b", r"(?-u:\b)")
+}
+
+/// Compiles one of our patterns (with ASCII word boundaries); a bad one is a programming error.
+pub(crate) fn regex(pattern: &str) -> Regex {
+    Regex::new(&ascii_boundaries(pattern))
+        .unwrap_or_else(|e| panic!("pattern does not compile: {e}"))
 }
 
 /// Joins alternatives into a non-capturing group.

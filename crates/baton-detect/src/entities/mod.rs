@@ -111,6 +111,8 @@ const MAGNITUDE: &str = r"(?:\s?(?:k|m|mm|bn|mil|million|thousand|billion|grand)
 
 struct Patterns {
     list: Vec<(EntityType, u8, &'static str, Regex)>,
+    /// All of `list` in one automaton: one pass says which patterns are worth running.
+    screen: regex::RegexSet,
 }
 
 static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| {
@@ -148,17 +150,19 @@ static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| {
         (EntityType::Number, 9, "number/digits", format!(r"\b{NUM}(?:\s?%)?")),
         (EntityType::Number, 9, "number/words", format!(r"(?i)\b{nw}\b")),
     ];
+    let screen = regex::RegexSetBuilder::new(
+        raw.iter()
+            .map(|(_, _, _, p)| crate::rules::ascii_boundaries(p)),
+    )
+    .dfa_size_limit(64 << 20)
+    .size_limit(64 << 20)
+    .build()
+    .expect("entity screen");
     Patterns {
+        screen,
         list: raw
             .into_iter()
-            .map(|(k, p, id, s)| {
-                (
-                    k,
-                    p,
-                    id,
-                    Regex::new(&s).unwrap_or_else(|e| panic!("{id}: {e}")),
-                )
-            })
+            .map(|(k, p, id, s)| (k, p, id, crate::rules::regex(&s)))
             .collect(),
     }
 });
@@ -250,13 +254,15 @@ static ORG_CONTEXT: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 static ORG_SUFFIX: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\b\p{Lu}[\p{L}\d&'.-]*(?:\s(?:\p{Lu}[\p{L}\d&'.-]*|&|of|and)){0,3}\s(?:Inc|LLC|L\.L\.C\.|Ltd|Limited|GmbH|AG|SA|S\.A\.|SAS|BV|B\.V\.|NV|plc|PLC|Corp|Corporation|Co|Company|Group|Holdings|Technologies|Technology|Labs|Bank|Insurance|Airlines|Airways|Systems|Solutions|Software|Partners|Capital|Ventures|Media|Health|Healthcare|Pharma|Foods|Motors|Industries|Consulting|Analytics|Logistics|Networks|Studios|Enterprises|Associates|Agency|University|College|Hospital|Clinic|Foundation|Institute)\b\.?")
-        .expect("org suffix pattern")
+    crate::rules::regex(
+        r"\b\p{Lu}[\p{L}\d&'.-]*(?:\s(?:\p{Lu}[\p{L}\d&'.-]*|&|of|and)){0,3}\s(?:Inc|LLC|L\.L\.C\.|Ltd|Limited|GmbH|AG|SA|S\.A\.|SAS|BV|B\.V\.|NV|plc|PLC|Corp|Corporation|Co|Company|Group|Holdings|Technologies|Technology|Labs|Bank|Insurance|Airlines|Airways|Systems|Solutions|Software|Partners|Capital|Ventures|Media|Health|Healthcare|Pharma|Foods|Motors|Industries|Consulting|Analytics|Logistics|Networks|Studios|Enterprises|Associates|Agency|University|College|Hospital|Clinic|Foundation|Institute)\b\.?",
+    )
 });
 
 static LOCATION_CONTEXT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?:(?i:based\sin|located\sin|live\sin|living\sin|offices?\sin|headquartered\sin|hq\sin|moving\sto|flying\sto|flight\sto|travel(?:l?ing)?\sto|weather\sin|near)\s+)((?:\p{Lu}[\p{Ll}'’-]+)(?:\s\p{Lu}[\p{Ll}'’-]+){0,2})")
-        .expect("location pattern")
+    crate::rules::regex(
+        r"(?:(?i:based\sin|located\sin|live\sin|living\sin|offices?\sin|headquartered\sin|hq\sin|moving\sto|flying\sto|flight\sto|travel(?:l?ing)?\sto|weather\sin|near)\s+)((?:\p{Lu}[\p{Ll}'’-]+)(?:\s\p{Lu}[\p{Ll}'’-]+){0,2})",
+    )
 });
 
 /// Capitalised words that are never a name, an organisation or a place on their own.
@@ -414,7 +420,8 @@ pub(crate) fn extract(text: &str) -> Vec<Entity> {
             rule: "phone/shape",
         });
     }
-    for (kind, prio, id, re) in &PATTERNS.list {
+    for i in PATTERNS.screen.matches(text).iter() {
+        let (kind, prio, id, re) = &PATTERNS.list[i];
         for m in re.find_iter(text) {
             let mut r = m.range();
             if *kind == EntityType::Url {

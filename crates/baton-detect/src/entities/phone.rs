@@ -11,15 +11,15 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 static CANDIDATE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
+    crate::rules::regex(
         r"(?i)(?:\+|\b00|\()?\s?\d[\d\s().\-/\u{2010}-\u{2015}]{4,24}\d(?:\s?(?:x|ext\.?|extension|#)\s?\d{1,6})?\b",
     )
-    .expect("phone pattern")
 });
 
 static VANITY: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\b(?:\+?1[\s.\-])?\(?8(?:00|33|44|55|66|77|88)\)?[\s.\-]?[A-Z0-9]{3}[\s.\-]?[A-Z0-9]{4,7}\b")
-        .expect("vanity pattern")
+    crate::rules::regex(
+        r"\b(?:\+?1[\s.\-])?\(?8(?:00|33|44|55|66|77|88)\)?[\s.\-]?[A-Z0-9]{3}[\s.\-]?[A-Z0-9]{4,7}\b",
+    )
 });
 
 const PHONE_WORDS: &[&str] = &[
