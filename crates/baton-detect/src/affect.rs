@@ -379,7 +379,7 @@ impl AffectDetector {
 
         let cue_sum: f64 = cues.iter().map(|(_, w)| w).sum::<f64>().min(3.0);
         let sentiment =
-            (0.8 * vader - 0.4 * cue_sum - if confusion { 0.1 } else { 0.0 }).clamp(-1.0, 1.0);
+            (0.6 * vader - 0.5 * cue_sum - if confusion { 0.1 } else { 0.0 }).clamp(-1.0, 1.0);
         Affect {
             frustration_score: score,
             frustration,
