@@ -440,6 +440,9 @@ pub(crate) fn extract(text: &str) -> Vec<Entity> {
             if *kind == EntityType::CompanySize && !company_context(text, r.clone(), id) {
                 continue;
             }
+            if *kind == EntityType::Duration && is_rate_period(text, r.clone()) {
+                continue;
+            }
             cands.push(Cand {
                 kind: *kind,
                 bytes: r,
@@ -451,6 +454,19 @@ pub(crate) fn extract(text: &str) -> Vec<Entity> {
     gazetteer(text, &mut cands);
     context_names(text, &mut cands);
     resolve(text, cands)
+}
+
+/// "$40k a year", "20 euros per month": a rate's period, not a duration.
+fn is_rate_period(text: &str, r: Range<usize>) -> bool {
+    let s = text[r.clone()].to_ascii_lowercase();
+    if !(s.starts_with("a ") || s.starts_with("an ")) {
+        return false;
+    }
+    let before = text[..r.start].trim_end();
+    before.ends_with(|c: char| c.is_ascii_digit() || "$€£¥₹kKmM".contains(c))
+        || ["dollars", "euros", "pounds", "usd", "eur", "gbp", "bucks", "seat", "user", "license", "licence"]
+            .iter()
+            .any(|w| before.to_ascii_lowercase().ends_with(w))
 }
 
 fn trim_url(text: &str, mut r: Range<usize>) -> Range<usize> {
