@@ -105,7 +105,7 @@ pub(crate) fn rules() -> RuleSet {
         (
             "human_request/connect_me_to_person",
             format!(
-                r"\b(?:connect|connected|transfer|transferred|put|pass|forward|escalate|redirect|route|hand|patch|send|switch)\s(?:me|us|this|it|my\s(?:call|chat|case|query|issue|request))?\s?(?:through\s|over\s|along\s|back\s)?(?:to|with)\s{DET}{FILL}{p}\b"
+                r"\b(?:connect|transfer|put|forward|escalate|redirect|route|patch|pass)\s(?:me|us|my\s(?:call|chat|case|query|complaint)|this\s(?:chat|call|conversation|case|complaint)|the\s(?:chat|call))\s(?:through\s|over\s|back\s)?(?:to|with)\s{DET}{FILL}{p}\b|\b(?:connect|escalate|redirect|be\stransferred|get\stransferred|be\sput\sthrough|get\sput\sthrough|be\sconnected|get\sconnected|be\spassed)\s(?:to|with)\s{DET}{FILL}{p}\b"
             ),
         ),
         (

@@ -464,9 +464,12 @@ fn is_rate_period(text: &str, r: Range<usize>) -> bool {
     }
     let before = text[..r.start].trim_end();
     before.ends_with(|c: char| c.is_ascii_digit() || "$€£¥₹kKmM".contains(c))
-        || ["dollars", "euros", "pounds", "usd", "eur", "gbp", "bucks", "seat", "user", "license", "licence"]
-            .iter()
-            .any(|w| before.to_ascii_lowercase().ends_with(w))
+        || [
+            "dollars", "euros", "pounds", "usd", "eur", "gbp", "bucks", "seat", "user", "license",
+            "licence",
+        ]
+        .iter()
+        .any(|w| before.to_ascii_lowercase().ends_with(w))
 }
 
 fn trim_url(text: &str, mut r: Range<usize>) -> Range<usize> {
@@ -531,7 +534,11 @@ fn gazetteer(text: &str, cands: &mut Vec<Cand>) {
         let e = g.entries[m.pattern().as_usize()];
         let surface = &text[r.clone()];
         let capital = surface.chars().next().is_some_and(char::is_uppercase);
-        if e.needs_capital && !capital {
+        // A lower-case given name counts where only a person fits: "call john", "text maya".
+        if e.needs_capital
+            && !capital
+            && !(e.kind == EntityType::Person && after_contact_verb(&lower[..r.start]))
+        {
             continue;
         }
         if e.needs_self && !self_context(&lower[..r.start]) {
@@ -562,6 +569,38 @@ fn gazetteer(text: &str, cands: &mut Vec<Cand>) {
             rule,
         });
     }
+}
+
+fn after_contact_verb(before: &str) -> bool {
+    let b = before.trim_end();
+    [
+        "call",
+        "text",
+        "email",
+        "message",
+        "remind",
+        "tell",
+        "ask",
+        "invite",
+        "meet",
+        "meeting with",
+        "phone",
+        "ring",
+        "dial",
+        "contact",
+        "with",
+        "from",
+        "to",
+        "for",
+    ]
+    .iter()
+    .any(|v| {
+        b.ends_with(v)
+            && b[..b.len() - v.len()]
+                .chars()
+                .next_back()
+                .is_none_or(|c| !c.is_alphanumeric())
+    })
 }
 
 fn word_is_acronym(w: &str) -> bool {
