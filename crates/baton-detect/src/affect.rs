@@ -89,11 +89,12 @@ pub(crate) fn frustration_rules() -> RuleSet {
             r"\bsucked\b", r"\bthe\shell\b", r"\bf\s(?:ing|in)\b", r"\bfrigg?in\w*", r"\bfreaking\b",
             r"\bfreakin\b", r"\bdarn\b",
         ])),
-        ("frustration/still_waiting.strong", r"\bstill\s(?:waiting|not|no|havent|hasnt|have\snot|has\snot|nothing|broken|dont|doesnt|cant|unresolved|charging|charged|down|missing|wrong|stuck|pending|no\sword|no\ssign|no\sresponse|no\sreply|no\sanswer)\b".into()),
+        ("frustration/still_waiting.strong", r"\bstill\s(?:waiting|not|no|havent|hasnt|have\snot|has\snot|nothing|isnt|arent|wasnt|werent|wont|didnt|broken|dont|doesnt|cant|unresolved|charging|charged|down|missing|wrong|stuck|pending|no\sword|no\ssign|no\sresponse|no\sreply|no\sanswer)\b".into()),
         ("frustration/repeated_attempts.strong", alt(&[
             r"\bfor\sthe\s(?:second|third|fourth|fifth|sixth|nth|umpteenth|hundredth|millionth|\d+(?:st|nd|rd|th))\stime\b",
             r"\b(?:three|four|five|six|seven|several|multiple|many|countless|numerous|\d+)\stimes\s(?:already|now|today|this\sweek|this\smonth|and|but|with|without)\b",
             r"\b(?:called|emailed|contacted|asked|tried|written|wrote|messaged|rang|phoned|explained|chatted)\s(?:you\s|u\s|them\s)?(?:\w+\s)?(?:three|four|five|several|multiple|many|countless|numerous|\d+)\stimes\b",
+            r"\bthe\s(?:second|third|fourth|fifth|\d+(?:st|nd|rd|th))\s(?:one\s|time\s|outage\s|delay\s)?(?:this\s(?:week|month|year)|today|in\sa\s(?:row|week|month))\b",
             r"\b(?:how\smany\stimes|every\ssingle\stime|(?:this|it)\s(?:keeps|kept)\shappening|yet\sagain|once\sagain|over\sand\sover)\b",
         ])),
         ("frustration/nobody_answers.strong", alt(&[
@@ -112,7 +113,7 @@ pub(crate) fn frustration_rules() -> RuleSet {
         ("frustration/overcharged.strong", r"\b(?:been|was|got|were|being|keep\sgetting|keeps)\s(?:charged|billed|debited)\s(?:twice|double|again|two\stimes|three\stimes|incorrectly|wrongly|without|for\ssomething|for\snothing|even\sthough|after)\b|\b(?:double|over|wrongly|incorrectly|twice)\s?(?:charged|billed)\b".into()),
         ("frustration/waste.strong", r"\bwast(?:e|ed|ing)\s(?:of\s)?(?:my\s|our\s|your\s)?(?:time|money|hours?|day|afternoon|morning)\b".into()),
         ("frustration/this_is_bad.strong", format!(r"\b(?:this|that|it|you|this\sservice|your\sservice|your\scompany|this\sbot|this\sapp|service|support|thats|its|this\sis|that\s?s|it\s?s|you\sre|youre|you\sare|u\sr|ur|so|how|what|absolutely|totally|completely|just|really|beyond|truly)\s(?:is\s|are\s|was\s|were\s|has\sbeen\s)?(?:so\s|absolutely\s|totally\s|completely\s|just\s|really\s|utterly\s|beyond\s|simply\s)?{bad}\b")),
-        ("frustration/negative_word.medium", r"\b(?:useless|worthless|pointless|incompetent|unhelpful|clueless|hopeless|ridiculous|unacceptable|pathetic|outrageous|disgrace|disgraceful|disgusting|appalling|shambles|rubbish|garbage|nightmare|horrendous|infuriating|inexcusable|unprofessional|disrespectful|rude|liars?|lied|lying|misleading|scammers?|scammed|rip\s?off|ripped\soff|robbery|thieves|joke)\b".into()),
+        ("frustration/negative_word.medium", r"\b(?:useless|worthless|pointless|incompetent|unhelpful|clueless|hopeless|ridiculous|unacceptable|pathetic|outrageous|disgrace|disgraceful|disgusting|appalling|shambles|rubbish|garbage|nightmare|horrendous|infuriating|inexcusable|unprofessional|disrespectful|rude|unbelievable|liars?|lied|lying|misleading|scammers?|scammed|rip\s?off|ripped\soff|robbery|thieves|joke)\b".into()),
         ("frustration/not_helping.strong", alt(&[
             r"\b(?:you|this|that|it|bot|u|chatbot|your\sbot|the\sbot|this\sbot|this\schat)\s(?:are|is|r|re|s)?\s?(?:not|arent|isnt|nt|aren\st|isn\st)\s(?:\w+\s)?(?:helping|helpful|listening|working|understanding|getting\sit|answering|making\ssense)\b",
             r"\b(?:doesnt|didnt|does\snot|did\snot|dont|do\snot)\s(?:help|answer\smy|address\smy|solve|fix\sanything)\b",
@@ -153,9 +154,12 @@ pub(crate) fn frustration_rules() -> RuleSet {
             r"\bas\susual\b", r"\bclassic\s\w+\s[.!]",
         ])),
         ("frustration/waiting.medium", format!(r"\b(?:waiting|waited|been\son\shold|on\shold|in\sthe\squeue|stuck|wait)\s(?:for\s)?(?:over\s|more\sthan\s|almost\s|nearly\s|the\spast\s|the\slast\s)?(?:an?\s|\d+\s|two\s|three\s|four\s|five\s|six\s|several\s|many\s|few\s|couple\s(?:of\s)?)?{waited_units}\b|\b(?:taking|takes|took|taken)\s(?:forever|ages|so\slong|too\slong|way\stoo\slong)\b")),
-        ("frustration/outage.medium", r"\b(?:down|out|not\sworking|broken|offline|dead)\s(?:since|for\s(?:\d+|two|three|several|hours|days|a\sweek)|all\s(?:day|week|weekend|morning|night)|again)\b|\bno\s(?:internet|service|signal|wifi|wi\sfi|power|connection|hot\swater|heating|tv|cable|phone\sservice)\b".into()),
+        ("frustration/outage_since.strong", r"\b(?:down|out|not\sworking|broken|offline|dead|outages?)\s(?:since|for\s(?:\d+|two|three|several|hours|days|a\sweek)|all\s(?:day|week|weekend|morning|night)|again)\b".into()),
+        ("frustration/outage.medium", r"\bno\s(?:internet|service|signal|wifi|wi\sfi|power|connection|hot\swater|heating|tv|cable|phone\sservice)\b".into()),
         ("frustration/call_out.medium", r"\b(?:fix\s(?:your|this|the|it|ur)|get\s(?:it|your\sact)\stogether|do\sbetter|step\sup\syour|sort\s(?:it|this|yourselves)\sout|epic\sfail|fail(?:ed|s)?\sagain|#fail|smh|ugh+|not\simpressed|no\sexcuse|shame\son\syou|how\sis\sthis\sacceptable|how\sdifficult\scan\sit\sbe|is\sit\stoo\smuch\sto\sask|you\shad\sone\sjob|never\sreceived|no\sone\sseems|doesnt\seven|didnt\seven|cant\seven)\b".into()),
         ("frustration/no_updates.strong", r"\bno\s(?:response|reply|answer|updates?|communication|info|information|explanation|apology|compensation|help|call\sback|callback|word)\s?(?:[.!?,]|$)".into()),
+        ("frustration/stalled.medium", r"\b(?:hasnt|havent|has\snot|not|didnt)\s(?:been\s)?(?:changed|moved|updated|arrived|shipped|processed|resolved|fixed)\s(?:in|for|after)\s(?:\d+|two|three|four|five|several|a\sfew|over\sa|a)\s?(?:days?|weeks?|months?|hours?)\b".into()),
+        ("frustration/where_is_it.weak", r"\bwhere\s(?:is|s|the\shell\sis)\smy\s(?:package|parcel|order|refund|money|delivery|card|stuff|item)\s?\?\s\?".into()),
         ("frustration/broken.weak", r"\b(?:keeps\scrashing|crash(?:ing|ed|es)|doesnt\swork|dont\swork|not\sworking|stopped\sworking|wont\swork|wont\sload|down\sagain|keeps\sfailing|keeps\sfreezing|error\sagain|glitch\w*|bug(?:gy|s)?)\b".into()),
         ("frustration/lost_item.medium", r"\b(?:lost|missing|damaged|broken|wrong|stolen)\s(?:my\s|our\s|the\s)?(?:bag|bags|baggage|luggage|package|parcel|order|item|items|suitcase|delivery)\b|\b(?:bag|bags|baggage|luggage|package|parcel|order|suitcase)\s(?:is\s|was\s|got\s|has\sbeen\s)?(?:lost|missing|damaged|stolen)\b".into()),
         ("frustration/delay.medium", r"\b(?:delayed|delays?|late\sagain|(?:\d+|two|three|four|five|several)\s(?:hours?|hrs)\slate|missed\s(?:my\s)?(?:connection|flight|meeting)|overbooked|stranded|stuck\sat)\b".into()),
@@ -275,7 +279,7 @@ fn find_repeated_marks(text: &str) -> Option<std::ops::Range<usize>> {
                 i += 1;
             }
             let run = &bytes[s..i];
-            if run.len() >= 2 && run.contains(&b'!') || run.len() >= 3 {
+            if run.len() >= 2 {
                 return Some(s..i);
             }
         } else {

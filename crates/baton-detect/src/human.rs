@@ -25,6 +25,7 @@ fn person() -> String {
         r"representatives?",
         r"reps?",
         r"operators?",
+        r"(?:someone|somebody|anyone|anybody)\s(?:from|in|on|at)\s(?:sales|support|billing|accounts|claims|underwriting|fraud|customer\sservice|your\s\w+(?:\s(?:team|department))?|the\s\w+(?:\s(?:team|department))?)",
         r"someone",
         r"somebody",
         r"some\s(?:one|body)",
@@ -123,7 +124,7 @@ pub(crate) fn rules() -> RuleSet {
         (
             "human_request/person_call_me",
             format!(
-                r"\b(?:you\sguys|{DET}{FILL}{p})\s(?:please\s)?(?:to\s)?(?:call|phone|ring|contact|email|text|reach\sout\sto|get\sback\sto|get\sin\stouch\swith)\s(?:me|us)\b"
+                r"\b(?:you\sguys|{DET}{FILL}{p})\s(?:please\s)?(?:to\s)?(?:(?:call|phone|ring|contact|email|text|reach\sout\sto|get\sback\sto|get\sin\stouch\swith)\s(?:me|us)|give\s(?:me|us)\sa\s(?:call|ring|buzz|shout))\b"
             ),
         ),
         (

@@ -49,6 +49,12 @@ const KEY_WORDS: &[&str] = &[
 
 /// Real words one edit away from a key word; left as they are.
 const PROTECTED: &[&str] = &[
+    "charge",
+    "change",
+    "changes",
+    "chart",
+    "helpful",
+    "transfers",
     "agents",
     "agenda",
     "humans",

@@ -127,7 +127,7 @@ static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| {
         (EntityType::Money, 3, "money/suffix_symbol", format!(r"\b{NUM}(?:[kKmM]\b|\s?(?:€|£))")),
         (EntityType::CompanySize, 4, "company_size/team_of", format!(r"(?i)\b(?:a\s)?(?:team|company|staff|workforce|org(?:anization|anisation)?|business|firm|startup|headcount|department)\sof\s(?:about\s|around\s|roughly\s|approximately\s|over\s|nearly\s|almost\s|~)?(?:{NUM}|{nw})(?:\s?(?:\+|plus|k))?(?:\s(?:people|employees|staff|persons|engineers|agents|reps|members|ftes?))?\b")),
         (EntityType::CompanySize, 4, "company_size/n_employees", format!(r"(?i)\b(?:{NUM}|{nw})(?:\s?(?:-|–|to)\s?(?:{NUM}|{nw}))?\s?(?:\+|plus|k)?\s?(?:full[\s-]time\s)?(?:employees|staff|staffers|people|persons|ftes?|workers|headcount|team\smembers|members\sof\sstaff|engineers|developers|support\sagents|sales\sreps|agents)\b")),
-        (EntityType::CompanySize, 4, "company_size/n_person_company", format!(r"(?i)\b(?:{NUM}|{nw})[\s-](?:person|people|employee|man|strong|seat)\s(?:company|team|startup|business|firm|org|organization|organisation|shop|agency|operation)\b")),
+        (EntityType::CompanySize, 4, "company_size/n_person_company", format!(r"(?i)\b(?:{NUM}|{nw})[\s-](?:person|people|employee|man|strong|seat)\s(?:company|team|startup|business|firm|org|organization|organisation|shop|agency|operation)\b|\b(?:{NUM}|{nw})-(?:person|people|employee|strong)\b")),
         (EntityType::Date, 5, "date/iso", r"\b\d{4}-\d{1,2}-\d{1,2}\b".into()),
         (EntityType::Date, 5, "date/numeric", r"\b\d{1,2}[/.]\d{1,2}[/.](?:\d{4}|\d{2})\b".into()),
         (EntityType::Date, 5, "date/day_month", format!(r"(?i)\b(?:the\s)?\d{{1,2}}(?:st|nd|rd|th)?\s(?:of\s)?{MONTH_ANY}(?:,?\s\d{{4}})?\b")),
@@ -198,7 +198,7 @@ static GAZETTEER: LazyLock<Gazetteer> = LazyLock::new(|| {
         (
             EntityType::Org,
             include_str!("../../data/companies.txt"),
-            true,
+            false,
         ),
         (
             EntityType::Person,
@@ -241,7 +241,7 @@ static GAZETTEER: LazyLock<Gazetteer> = LazyLock::new(|| {
 
 static PERSON_CONTEXT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?:(?i:my\sname\sis|my\sname's|name\sis|name:|this\sis|call\sme|ask\sfor|speak\s(?:to|with)|talk\s(?:to|with)|regards,?|thanks,|cheers,|best,|sincerely,|signed,?|cc|mr\.?|mrs\.?|ms\.?|miss|dr\.?|prof\.?|sir|madam|i\sam|i'm|i’m|im|hi|hello|hey|dear)\s+)((?:\p{Lu}[\p{Ll}'’-]+)(?:\s\p{Lu}[\p{Ll}'’-]+){0,2})",
+        r"(?:(?i:my\sname\sis|my\sname's|name\sis|name:|this\sis|call\sme|ask\sfor|speak\s(?:to|with)|talk\s(?:to|with)|regards,?|thanks,|cheers,|best,|sincerely,|signed,?|cc|mr\.?|mrs\.?|ms\.?|miss|dr\.?|prof\.?|sir|madam|i\sam|i'm|i’m|im|hi|hello|hey|dear)\s+)((?:\p{Lu}(?:\p{Ll}|['’-]\p{L})+)(?:\s\p{Lu}(?:\p{Ll}|['’-]\p{L})+){0,2})",
     )
     .expect("person pattern")
 });
