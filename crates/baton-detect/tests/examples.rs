@@ -4,7 +4,8 @@
 //! fields it does not state are not checked. Expectation keys:
 //! `human_request`, `frustration`, `confusion`, `loop` (bools); `intents`, `topics` (exact sets);
 //! `intents_include`, `topics_include`; `entities` (`[type, value]` pairs that must be found);
-//! `no_entities` (types that must not be); `sentiment_below`, `sentiment_above`; `budget`
+//! `no_entities` (types that must not be); `whole` / `whole_not` (an entity type that must / must
+//! not cover the whole text); `sentiment_below`, `sentiment_above`; `budget`
 //! (`amount`, `min`, `currency`, `period`); `timeline_days`; `authority`; `company_size`;
 //! `bot_fallbacks_in_row`.
 
@@ -97,6 +98,30 @@ fn check(d: &Detector, case: &Value) -> Vec<String> {
                 diffs.push(format!("no {t} entity expected, got {found:?}"));
             }
         }
+    }
+    // `whole`: one entity of that type covers the whole text (a bare phone number or address);
+    // `whole_not`: no entity of that type covers 90% of it (an invalid address is not one).
+    let text_len = case["text"]
+        .as_str()
+        .map_or(0, |t| t.trim().chars().count());
+    let covering = |kind: &str, frac: f64| {
+        s.entities.iter().any(|e| {
+            e.kind.as_str() == kind && e.value.chars().count() as f64 >= frac * text_len as f64
+        })
+    };
+    if let Some(k) = case["whole"].as_str()
+        && !covering(k, 1.0)
+    {
+        diffs.push(format!(
+            "whole text as one {k} entity expected, got {found:?}"
+        ));
+    }
+    if let Some(k) = case["whole_not"].as_str()
+        && covering(k, 0.9)
+    {
+        diffs.push(format!(
+            "no {k} entity covering the text expected, got {found:?}"
+        ));
     }
     if let Some(b) = case["sentiment_below"].as_f64()
         && s.sentiment >= b

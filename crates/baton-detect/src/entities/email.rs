@@ -63,7 +63,11 @@ fn local_start(text: &str, at: usize) -> Option<usize> {
         // A quoted string: the nearest opening quote from which it parses up to `at`.
         let mut end = head.len() - 1;
         while let Some(q) = head[..end].rfind('"') {
-            if parses_quoted(&head[q..]) {
+            // The opening quote starts the address: nothing glued before it, not an escaped quote.
+            let before = head[..q].chars().next_back();
+            if parses_quoted(&head[q..])
+                && before.is_none_or(|c| c.is_whitespace() || "<(,:;[".contains(c))
+            {
                 return Some(q);
             }
             end = q;
@@ -192,6 +196,7 @@ mod tests {
             "user-@example.org",
             "\" \"@example.org",
             "\"john..doe\"@example.org",
+            r#""very.(),:;<>[]\".VERY.\"very@\\ \"very\".unusual"@strange.example.com"#,
             "postmaster@[192.168.0.1]",
             "postmaster@[IPv6:2001:db8::1]",
             "jörg@bücher.de",
