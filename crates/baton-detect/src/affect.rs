@@ -43,6 +43,7 @@ fn weight(rule: &str) -> f64 {
 }
 
 pub(crate) fn frustration_rules() -> RuleSet {
+    let long_units = r"(?:days?|weeks?|months?|ages|forever|years?)";
     let waited_units = r"(?:hours?|hrs?|days?|weeks?|months?|minutes?|mins|ages|forever|years?)";
     let bad = alt(&[
         "ridiculous",
@@ -154,6 +155,7 @@ pub(crate) fn frustration_rules() -> RuleSet {
             r"\bas\susual\b", r"\bclassic\s\w+\s[.!]",
         ])),
         ("frustration/waiting.medium", format!(r"\b(?:waiting|waited|been\son\shold|on\shold|in\sthe\squeue|stuck|wait)\s(?:for\s)?(?:over\s|more\sthan\s|almost\s|nearly\s|the\spast\s|the\slast\s)?(?:an?\s|\d+\s|two\s|three\s|four\s|five\s|six\s|several\s|many\s|few\s|couple\s(?:of\s)?)?{waited_units}\b|\b(?:taking|takes|took|taken)\s(?:forever|ages|so\slong|too\slong|way\stoo\slong)\b")),
+        ("frustration/waiting_long.strong", format!(r"\b(?:waiting|waited|been\son\shold|on\shold|in\sthe\squeue|stuck|wait)\s(?:for\s)?(?:over\s|more\sthan\s|almost\s|nearly\s|the\spast\s|the\slast\s)?(?:an?\s|\d+\s|two\s|three\s|four\s|five\s|six\s|several\s|many\s|few\s|couple\s(?:of\s)?)?{long_units}\b")),
         ("frustration/outage_since.strong", r"\b(?:down|out|not\sworking|broken|offline|dead|outages?)\s(?:since|for\s(?:\d+|two|three|several|hours|days|a\sweek)|all\s(?:day|week|weekend|morning|night)|again)\b".into()),
         ("frustration/outage.medium", r"\bno\s(?:internet|service|signal|wifi|wi\sfi|power|connection|hot\swater|heating|tv|cable|phone\sservice)\b".into()),
         ("frustration/call_out.medium", r"\b(?:fix\s(?:your|this|the|it|ur)|get\s(?:it|your\sact)\stogether|do\sbetter|step\sup\syour|sort\s(?:it|this|yourselves)\sout|epic\sfail|fail(?:ed|s)?\sagain|#fail|smh|ugh+|not\simpressed|no\sexcuse|shame\son\syou|how\sis\sthis\sacceptable|how\sdifficult\scan\sit\sbe|is\sit\stoo\smuch\sto\sask|you\shad\sone\sjob|never\sreceived|no\sone\sseems|doesnt\seven|didnt\seven|cant\seven)\b".into()),

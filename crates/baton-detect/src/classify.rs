@@ -158,6 +158,13 @@ static POST_PURCHASE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::n
     )
 });
 
+/// A trial the visitor already has is not a request for one.
+static OWNED_TRIAL: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    crate::rules::regex(
+        r"\b(?:my|our|the)\s(?:free\s)?trial\s(?:ended|expired|expires|is\sover|ran\sout|ends|period)\b|\b(?:cancel\w*|end|extend\w*)\s(?:my|our|the)\s(?:free\s)?trial\b",
+    )
+});
+
 /// Billing words that only count when nothing more specific is said.
 const WEAK_BILLING: &[&str] = &[
     "pay",
@@ -183,6 +190,12 @@ pub(crate) fn detect(rules: &RuleSet, n: &Normalized, text: &str) -> Classes {
     for h in &hits {
         let (kind, label) = label_of(h.rule);
         if label == "purchase_intent" && !purchase {
+            continue;
+        }
+        if label == "demo_request"
+            && n.norm[h.norm.clone()].ends_with("trial")
+            && OWNED_TRIAL.is_match(&n.norm)
+        {
             continue;
         }
         let matched = &n.norm[h.norm.clone()];
