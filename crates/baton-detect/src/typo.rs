@@ -156,7 +156,9 @@ pub(crate) fn correct(word: &str) -> Option<&'static str> {
     if !(4..=16).contains(&len) || !word.is_ascii() || word.bytes().any(|b| b.is_ascii_digit()) {
         return None;
     }
-    if KEY_WORDS.binary_search(&word).is_ok() || PROTECTED.contains(&word) {
+    static PROTECTED_SET: std::sync::LazyLock<std::collections::HashSet<&'static str>> =
+        std::sync::LazyLock::new(|| PROTECTED.iter().copied().collect());
+    if KEY_WORDS.binary_search(&word).is_ok() || PROTECTED_SET.contains(word) {
         return None;
     }
     let first = word.as_bytes()[0];

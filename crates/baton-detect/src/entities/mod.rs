@@ -97,6 +97,8 @@ struct Cand {
 const MONTH_FULL: &str =
     r"(?:january|february|march|april|june|july|august|september|october|november|december)";
 const MONTH_ANY: &str = r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?";
+const HOURW: &str = r"(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)";
+const MINW: &str = r"(?:(?:twenty|thirty|forty|fifty)(?:[\s-](?:one|two|three|four|five|six|seven|eight|nine))?|ten|eleven|twelve|thirteen|fourteen|sixteen|seventeen|eighteen|nineteen)";
 const WEEKDAY: &str = r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)";
 const ORDW: &str = r"(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth|thirteenth|fourteenth|fifteenth|sixteenth|seventeenth|eighteenth|nineteenth|twentieth|twenty[\s-](?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth)|thirtieth|thirty[\s-]first)";
 const TZ: &str = r"(?:utc|gmt|est|edt|cst|cdt|mst|mdt|pst|pdt|cet|cest|bst|ist|aest|jst)";
@@ -130,6 +132,7 @@ static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| {
         (EntityType::CompanySize, 4, "company_size/n_person_company", format!(r"(?i)\b(?:{NUM}|{nw})[\s-](?:person|people|employee|man|strong|seat)\s(?:company|team|startup|business|firm|org|organization|organisation|shop|agency|operation)\b|\b(?:{NUM}|{nw})-(?:person|people|employee|strong)\b")),
         (EntityType::Date, 5, "date/iso", r"\b\d{4}-\d{1,2}-\d{1,2}\b".into()),
         (EntityType::Date, 5, "date/numeric", r"\b\d{1,2}[/.]\d{1,2}[/.](?:\d{4}|\d{2})\b".into()),
+        (EntityType::Date, 5, "date/ordinal_month", format!(r"(?i)\b(?:the\s)?{ORDW}\s(?:of\s)?{MONTH_ANY}(?:,?\s\d{{4}})?\b")),
         (EntityType::Date, 5, "date/day_month", format!(r"(?i)\b(?:the\s)?\d{{1,2}}(?:st|nd|rd|th)?\s(?:of\s)?{MONTH_ANY}(?:,?\s\d{{4}})?\b")),
         (EntityType::Date, 5, "date/month_day", format!(r"(?i)\b{MONTH_ANY}\s(?:the\s)?(?:\d{{1,2}}(?:st|nd|rd|th)?\b|{ORDW}\b)(?:,?\s\d{{4}}\b)?")),
         (EntityType::Date, 5, "date/month", format!(r"(?i)\b(?:(?:the\s)?(?:end|beginning|start|middle)\sof\s|(?:early|mid|late)[\s-])?{MONTH_FULL}(?:\s\d{{4}})?\b")),
@@ -145,6 +148,7 @@ static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| {
         (EntityType::Time, 5, "time/clock", format!(r"(?i)\b(?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d)?(?:\s?{TZ}\b|\s?h\b)?")),
         (EntityType::Time, 5, "time/named", r"(?i)\b(?:noon|midnight|midday|tonight|this\s(?:morning|afternoon|evening)|tomorrow\s(?:morning|afternoon|evening|night)|in\sthe\s(?:morning|afternoon|evening)|(?:end|close)\sof\s(?:the\s)?(?:business\s)?day|eod|cob)\b".into()),
         (EntityType::Time, 5, "time/oclock", format!(r"(?i)\b(?:\d{{1,2}}|{nw})\so'?clock\b|\b(?:half|quarter)\s(?:past|to)\s(?:\d{{1,2}}|{nw})\b")),
+        (EntityType::Time, 5, "time/spelled", format!(r"(?i)\b{HOURW}(?:\s(?:o\s|oh\s)?(?:fifteen|thirty|forty[\s-]five|{MINW}))?\s?(?:a\.m\.|p\.m\.|am\b|pm\b)|\b{HOURW}\s(?:in\sthe\s(?:morning|afternoon|evening)|at\snight|tonight)\b")),
         (EntityType::Time, 5, "time/at_hour", format!(r"(?i)\b(?:at|around|by|after|before|until|from)\s(?:1[0-2]|0?[1-9])(?:\s?{TZ})?\s?(?:$|[.,!?;]|\s(?:tomorrow|today|tonight|on|sharp|ish|my|your|works|is|if|and|or|please))")),
         (EntityType::Duration, 6, "duration/amount_unit", format!(r"(?i)\b(?:{NUM}|{nw}|a|an|a\sfew|a\scouple(?:\sof)?|few|several|couple\sof)(?:\s|-)(?:more\s)?{UNITS}\b|\bhalf\s(?:an?\s)?(?:hour|day|year)\b|\ban?\shour\sand\sa\shalf\b|\b{NUM}\s?(?:h|hrs|mins?|d|wks)\b")),
         (EntityType::Number, 9, "number/digits", format!(r"\b{NUM}(?:\s?%)?")),
