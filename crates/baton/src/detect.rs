@@ -6,6 +6,7 @@
 
 use std::io::{self, BufRead, Write};
 use std::num::NonZeroUsize;
+use std::sync::mpsc;
 
 use anyhow::Context;
 use baton_detect::{Detector, Role, Turn};
@@ -52,39 +53,68 @@ enum Line {
     TooLong(usize),
 }
 
-pub fn run(args: &Args, mut input: impl BufRead, mut output: impl Write) -> anyhow::Result<()> {
+pub fn run(
+    args: &Args,
+    mut input: impl BufRead + Send,
+    mut output: impl Write + Send,
+) -> anyhow::Result<()> {
     let today = args.today.unwrap_or_else(|| jiff::Zoned::now().date());
     let threads = args
         .threads
         .or_else(|| std::thread::available_parallelism().ok())
         .map_or(1, NonZeroUsize::get);
     let detector = Detector::new();
-    let mut batch: Vec<Line> = Vec::with_capacity(BATCH);
-    let mut line_no = 0usize;
-    loop {
-        batch.clear();
-        while batch.len() < BATCH {
-            match read_line(&mut input)? {
-                Some(l) => batch.push(l),
-                None => break,
+    // Reading, scoring and writing overlap: a reader and a writer thread around the scorers,
+    // with at most two batches queued on each side so memory stays bounded.
+    std::thread::scope(|s| {
+        let (batch_tx, batch_rx) = mpsc::sync_channel::<(usize, Vec<Line>)>(2);
+        let (out_tx, out_rx) = mpsc::sync_channel::<Vec<String>>(2);
+        let reader = s.spawn(move || -> io::Result<()> {
+            let mut line_no = 1usize;
+            loop {
+                let mut batch = Vec::with_capacity(BATCH);
+                while batch.len() < BATCH {
+                    match read_line(&mut input)? {
+                        Some(l) => batch.push(l),
+                        None => break,
+                    }
+                }
+                let n = batch.len();
+                if n == 0 || batch_tx.send((line_no, batch)).is_err() {
+                    return Ok(());
+                }
+                line_no += n;
+                if n < BATCH {
+                    return Ok(());
+                }
+            }
+        });
+        let writer = s.spawn(move || -> io::Result<()> {
+            for lines in out_rx {
+                for l in lines {
+                    output.write_all(l.as_bytes())?;
+                    output.write_all(b"\n")?;
+                }
+            }
+            output.flush()
+        });
+        for (first, batch) in batch_rx {
+            let outputs = score_batch(&detector, &batch, first, today, threads);
+            if out_tx.send(outputs).is_err() {
+                break; // the writer failed; its error is reported below
             }
         }
-        if batch.is_empty() {
-            break;
-        }
-        let first = line_no + 1;
-        line_no += batch.len();
-        let outputs = score_batch(&detector, &batch, first, today, threads);
-        for o in outputs {
-            output.write_all(o.as_bytes()).context("writing output")?;
-            output.write_all(b"\n").context("writing output")?;
-        }
-        if batch.len() < BATCH {
-            break;
-        }
-    }
-    output.flush().context("writing output")?;
-    Ok(())
+        drop(out_tx);
+        let written = writer
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        let read = reader
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        read.context("reading input")?;
+        written.context("writing output")?;
+        Ok(())
+    })
 }
 
 fn score_batch(

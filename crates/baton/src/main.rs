@@ -26,7 +26,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Detect(args) => detect::run(&args, io::stdin().lock(), io::stdout().lock()),
+        Command::Detect(args) => detect::run(
+            &args,
+            io::BufReader::with_capacity(1 << 16, io::stdin()),
+            io::BufWriter::with_capacity(1 << 16, io::stdout()),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
