@@ -159,6 +159,22 @@ pub(crate) fn rules() -> RuleSet {
 r"\b(?:(?:is|are)\s(?:there|their)|(?:if|whether)\s(?:there|their)\s(?:is|are))\s(?:a|an|any|some)?\s?(?:real\s|actual\s|live\s)?(?:human|humans|person|people|agent|agents|representative|rep|someone|somebody|anyone|anybody|operator)\s(?:i\s|we\s)?(?:can|could|to|who|available|there|around|working|on|in|that|at|here|\?)".to_string(),
         ),
         (
+            "human_request/help_from_person",
+            format!(r"\b(?:help|assistance|support|advice)\sfrom\s{DET}{FILL}{p}\b"),
+        ),
+        (
+            "human_request/transfer_to_agent",
+            format!(r"\b(?:transfer|get|put)\s(?:me\s)?(?:through\s)?to\s{DET}{FILL}(?:agent|representative|rep|operator|human|live\sagent|live\sperson|real\sperson|customer\s(?:service|support|care)|manager|supervisor|advisor|adviser|sales)\b"),
+        ),
+        (
+            "human_request/why_bot",
+            format!(r"\bwhy\s(?:do|must|should|cant|can\st|am)\si\s(?:have\sto\s|being\s)?(?:talk|speak|chat|talking|speaking|chatting)\s(?:to|with)\s(?:a\s|this\s|the\s)?{m}\b"),
+        ),
+        (
+            "human_request/call_me",
+            r"^(?:please\s|pls\s|plz\s)?(?:just\s)?call\sme(?:\s(?:please|pls|plz|asap|now))?(?:\s[.!])*$".to_string(),
+        ),
+        (
             "human_request/escalate",
             r"\b(?:please|want\sto|need\sto|like\sto|can\syou|could\syou|i\swill|ill|i\sll|going\sto)\s(?:\w+\s)?escalate\b|\bescalate\s(?:this|it|my|me)\b".to_string(),
         ),
@@ -228,7 +244,7 @@ pub(crate) fn detect(rules: &RuleSet, n: &Normalized, text: &str) -> Vec<Evidenc
         {
             continue;
         }
-        if asks_about_bot(n, &hit) || modifier(n, &hit) {
+        if asks_about_bot(n, &hit) || modifier(n, &hit) || in_address(n, &hit, text) {
             continue;
         }
         out.push(hit.evidence(n, text, "human_request", None));
@@ -270,6 +286,13 @@ fn asks_about_bot(n: &Normalized, hit: &Hit) -> bool {
     .iter()
     .any(|q| joined.ends_with(q) || joined.contains(&format!("{q} ")))
         && !joined.contains("can")
+}
+
+/// "email support@acme.com": the person is the start of an address, not someone to talk to.
+fn in_address(n: &Normalized, hit: &Hit, text: &str) -> bool {
+    let end = n.orig_span(hit.norm.clone()).end;
+    text.chars().nth(end).is_some_and(|c| c == '@' || c == '.')
+        && text.chars().nth(end + 1).is_some_and(char::is_alphanumeric)
 }
 
 fn modifier(n: &Normalized, hit: &Hit) -> bool {
