@@ -190,6 +190,34 @@ static PRAISE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
     )
 });
 
+/// Thanks and praise words that make profanity an intensifier.
+static THANKS: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    crate::rules::regex(
+        r"\b(?:thanks|thank\syou|thx|ty|great|awesome|amazing|love|quick|fast|perfect|brilliant|excellent|nice|cool|yes|finally|legend|beautiful)\b",
+    )
+});
+
+/// Reassurance VADER misreads as negative.
+static REASSURANCE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    crate::rules::regex(
+        r"\b(?:no\s(?:problem|problems|prob|probs|worries|worry|rush|stress|issues?|complaints?|hurry)|not\sa\s(?:problem|big\sdeal|worry)|all\sgood|never\smind|nevermind|thats\sfine|its\sfine|that\s?s\sok(?:ay)?|not\sbad)\b",
+    )
+});
+
+/// Words that negate a cue right after them, within its clause.
+fn negated_cue(n: &Normalized, norm_start: usize) -> bool {
+    let first = n.token_at(norm_start);
+    for i in (first.saturating_sub(3)..first).rev() {
+        match n.tok(i) {
+            "." | "," | ";" | ":" | "!" | "?" | "but" => return false,
+            "not" | "no" | "never" | "dont" | "isnt" | "wasnt" | "arent" | "without"
+            | "nothing" => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
 /// Short all-caps words that are names, not shouting.
 const ACRONYMS: &[&str] = &[
     "CEO", "CTO", "CFO", "COO", "CMO", "CIO", "CISO", "API", "USA", "SSO", "GDPR", "HIPAA", "SAML",
@@ -341,6 +369,10 @@ impl AffectDetector {
         let mut cues: Vec<(Evidence, f64)> = Vec::new();
         let mut seen_rules: Vec<&str> = Vec::new();
         for hit in self.frustration.hits(&n.norm) {
+            // "I'm not complaining", "not upset": a negated cue is no cue.
+            if !hit.rule.starts_with("frustration/profanity") && negated_cue(n, hit.norm.start) {
+                continue;
+            }
             let w = weight(hit.rule);
             // A rule counts once however often it matches.
             let w = if seen_rules.contains(&hit.rule) {
@@ -356,14 +388,23 @@ impl AffectDetector {
         let clipped = &text[..crate::text::floor_boundary(text, VADER_MAX_BYTES)];
         let vader = self.vader.polarity_scores(clipped).compound;
         let mut score: f64 = cues.iter().map(|(_, w)| w).sum();
-        // Profanity as an intensifier of praise ("fucking love it") is not a complaint.
-        if PRAISE.is_match(&n.norm)
+        // Profanity as an intensifier of praise ("fucking love it", "damn, that was quick,
+        // thanks!") is not a complaint.
+        let only_profanity = !cues.is_empty()
             && cues
                 .iter()
-                .all(|(e, _)| e.rule.starts_with("frustration/profanity"))
+                .all(|(e, _)| e.rule.starts_with("frustration/profanity"));
+        if only_profanity && (PRAISE.is_match(&n.norm) || (vader > 0.0 && THANKS.is_match(&n.norm)))
         {
             score *= 0.4;
         }
+        // "No problem", "no worries": VADER reads the negation as negative; it is reassurance.
+        let reassured = REASSURANCE.is_match(&n.norm);
+        let vader = if reassured {
+            vader.max(0.0) + 0.3
+        } else {
+            vader
+        };
         let lexicon = if vader < th.vader_floor {
             (th.vader_floor - vader) * 1.6
         } else {

@@ -25,7 +25,7 @@ pub(crate) fn correction_rules() -> RuleSet {
             r"\b(?:wrong|incorrect)\s(?:answer|again|info\w*)\b",
             r"\b(?:thats|that\sis|this\sis)\s(?:wrong|incorrect|irrelevant)\b",
             r"\bsame\s(?:answer|response|thing)\s(?:again|over)\b",
-            r"\bagain\s?[?!]\s?(?:[?!]\s?)*$",
+            r"\bagain\s?[?!]\s?[?!]",
             r"\byou\s(?:keep|kept)\s(?:saying|repeating|asking|giving|sending)\b",
             r"\bdid\syou\s(?:even\s)?(?:read|understand|hear)\b",
             r"\bstill\s(?:doesnt|does\snot|didnt|not)\s(?:answer|help|work)\b",
