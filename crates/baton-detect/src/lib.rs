@@ -49,12 +49,18 @@ pub enum Role {
 }
 
 impl Role {
-    /// Reads the role names bots commonly use; anything unknown is the visitor.
+    /// Reads the role names transcripts commonly use. The visitor is `user`, `customer`,
+    /// `visitor`, `client`, `caller` or `human` (as chat logs name the person talking to a
+    /// model); a human rep is `rep`, `operator`, `staff`, `human_agent` or `live_agent`; every
+    /// other name (`bot`, `assistant`, `system`, `agent`, `model`, ...) is the bot's side.
     pub fn parse(s: &str) -> Role {
-        match s.to_ascii_lowercase().as_str() {
-            "bot" | "assistant" | "system" | "ai" | "chatbot" | "model" => Role::Bot,
-            "human" | "agent" | "rep" | "operator" | "staff" => Role::Human,
-            _ => Role::User,
+        match s.trim().to_ascii_lowercase().as_str() {
+            "user" | "customer" | "visitor" | "client" | "caller" | "human" | "usr" | "guest"
+            | "prospect" | "lead" => Role::User,
+            "rep" | "operator" | "staff" | "human_agent" | "live_agent" | "representative" => {
+                Role::Human
+            }
+            _ => Role::Bot,
         }
     }
 }
