@@ -192,7 +192,7 @@ impl Detector {
                         ConfigError(format!("unknown signal {signal:?} for phrase {phrase:?}"))
                     })?;
                 let norm = Normalized::new(phrase).norm;
-                if norm.is_empty() {
+                if !norm.chars().any(char::is_alphanumeric) {
                     return Err(ConfigError(format!(
                         "phrase {phrase:?} for {signal} has no words"
                     )));
