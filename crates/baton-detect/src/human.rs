@@ -247,6 +247,18 @@ pub(crate) fn detect(rules: &RuleSet, n: &Normalized, text: &str) -> Vec<Evidenc
         if asks_about_bot(n, &hit) || modifier(n, &hit) || in_address(n, &hit, text) {
             continue;
         }
+        // "my manager now wants...", "the contact person please": a person already known.
+        if hit.rule.ends_with("person_please") {
+            let first = n.token_at(hit.norm.start);
+            if first > 0
+                && matches!(
+                    n.tok(first - 1),
+                    "my" | "our" | "his" | "her" | "their" | "contact" | "the"
+                )
+            {
+                continue;
+            }
+        }
         out.push(hit.evidence(n, text, "human_request", None));
     }
     out
