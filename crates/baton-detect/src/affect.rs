@@ -19,7 +19,8 @@ use crate::text::{CharIndex, Normalized, slice_chars};
 pub struct AffectThresholds {
     /// Cue score at which `frustration` is raised.
     pub frustration: f64,
-    /// VADER compound below which the lexicon adds to the frustration score.
+    /// VADER compound below which the lexicon adds to the frustration score (2.5 per unit below
+    /// the floor, so a compound of -0.75 or lower raises the flag on its own).
     pub vader_floor: f64,
 }
 
@@ -27,7 +28,7 @@ impl Default for AffectThresholds {
     fn default() -> Self {
         AffectThresholds {
             frustration: 1.0,
-            vader_floor: -0.45,
+            vader_floor: -0.35,
         }
     }
 }
@@ -277,6 +278,16 @@ fn surface_cues(text: &str, out: &mut Vec<(Evidence, f64)>) {
             if heavy { 0.45 } else { 0.3 },
         ));
     }
+    for face in [":(", ":-(", ":'(", ">:(", ":[", ":-/", "-_-", "ಠ_ಠ"] {
+        if let Some(b) = text.find(face) {
+            let span = ix.span(b..b + face.len());
+            out.push((
+                surface_evidence(text, span, "frustration/sad_emoticon.medium"),
+                0.6,
+            ));
+            break;
+        }
+    }
     for (b, c) in text.char_indices() {
         if matches!(
             c,
@@ -409,7 +420,7 @@ impl AffectDetector {
             vader
         };
         let lexicon = if vader < th.vader_floor {
-            (th.vader_floor - vader) * 1.6
+            (th.vader_floor - vader) * 2.5
         } else {
             0.0
         };
