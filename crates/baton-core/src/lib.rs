@@ -1,0 +1,5 @@
+//! Baton's pure core: the pieces of the decision engine that need no I/O.
+//!
+//! Architecture invariant: no tokio, no sqlx, no axum, no clock. Time is always a parameter.
+
+pub mod hours;
