@@ -2,4 +2,5 @@
 //!
 //! Architecture invariant: no tokio, no sqlx, no axum, no clock. Time is always a parameter.
 
+pub mod expr;
 pub mod hours;

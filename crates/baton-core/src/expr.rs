@@ -1,0 +1,758 @@
+//! Policy conditions in CEL, behind one module.
+//!
+//! The `cel` crate parses and evaluates; it does not type-check. An admin's typo must not wait
+//! for the one conversation that reaches it, so every expression is checked when the policy
+//! loads against the documented context ([`Schema`]): unknown identifiers, unknown fields,
+//! unknown functions, calendars that do not exist, operands of the wrong type, and a condition
+//! that is not a boolean are all rejected with the line and column inside the expression.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use cel::common::ast::{Expr as Node, LiteralValue};
+use cel::{Env, IdedExpr, Program};
+
+/// The static type of a value in the evaluation context.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Type {
+    Bool,
+    Int,
+    Double,
+    String,
+    Null,
+    List(Box<Type>),
+    /// A map with string keys whose values have this type.
+    Map(Box<Type>),
+    /// A documented object: only its fields can be selected.
+    Object(Arc<Object>),
+    /// Not known until evaluation (a map value, a comprehension accumulator).
+    Dyn,
+}
+
+impl Type {
+    fn is_numeric(&self) -> bool {
+        matches!(self, Type::Int | Type::Double | Type::Dyn)
+    }
+
+    fn accepts_bool(&self) -> bool {
+        matches!(self, Type::Bool | Type::Dyn)
+    }
+}
+
+impl fmt::Display for Type {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Type::Bool => f.write_str("bool"),
+            Type::Int => f.write_str("int"),
+            Type::Double => f.write_str("double"),
+            Type::String => f.write_str("string"),
+            Type::Null => f.write_str("null"),
+            Type::List(t) => write!(f, "list<{t}>"),
+            Type::Map(t) => write!(f, "map<string, {t}>"),
+            Type::Object(o) => f.write_str(&o.name),
+            Type::Dyn => f.write_str("dyn"),
+        }
+    }
+}
+
+/// A documented object of the context: named fields with types and a line of documentation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Object {
+    pub name: String,
+    pub fields: BTreeMap<String, (Type, &'static str)>,
+}
+
+impl Object {
+    pub fn new(name: &str) -> Object {
+        Object {
+            name: name.to_string(),
+            fields: BTreeMap::new(),
+        }
+    }
+
+    /// Adds a field (builder style).
+    pub fn field(mut self, name: &str, ty: Type, doc: &'static str) -> Object {
+        self.fields.insert(name.to_string(), (ty, doc));
+        self
+    }
+
+    pub fn into_type(self) -> Type {
+        Type::Object(Arc::new(self))
+    }
+}
+
+/// What expressions may refer to: the context's top-level names and the calendars that
+/// `hours.open(name)` accepts.
+#[derive(Debug, Clone)]
+pub struct Schema {
+    pub root: Object,
+    pub calendars: Vec<String>,
+}
+
+/// Where in an expression something is wrong, and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExprError {
+    /// 1-based line within the expression source.
+    pub line: u32,
+    /// 1-based column (in characters) within that line.
+    pub column: u32,
+    pub message: String,
+}
+
+impl fmt::Display for ExprError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.line, self.column, self.message)
+    }
+}
+
+impl std::error::Error for ExprError {}
+
+/// A checked expression, ready to evaluate.
+#[derive(Debug)]
+pub struct Expr {
+    source: String,
+    program: Program,
+    ty: Type,
+}
+
+impl Expr {
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The static type the checker inferred.
+    pub fn ty(&self) -> &Type {
+        &self.ty
+    }
+
+    pub fn program(&self) -> &Program {
+        &self.program
+    }
+}
+
+/// An expression failed at evaluation time (a missing optional value, a division by zero).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvalError(pub String);
+
+impl fmt::Display for EvalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for EvalError {}
+
+/// The values of one evaluation: the context's names, and the calendars `hours.open` reads at
+/// the instant `now`. Build one per decision and evaluate every expression in it.
+pub struct Scope {
+    ctx: cel::Context<'static, 'static>,
+}
+
+impl Scope {
+    /// Evaluates a checked expression.
+    pub fn eval(&self, e: &Expr) -> Result<cel::Value, EvalError> {
+        e.program
+            .execute(&self.ctx)
+            .map_err(|err| EvalError(format!("{}: {err}", e.source)))
+    }
+
+    /// Evaluates a condition; a non-bool result (possible only through `dyn` values) is an error.
+    pub fn eval_bool(&self, e: &Expr) -> Result<bool, EvalError> {
+        match self.eval(e)? {
+            cel::Value::Bool(b) => Ok(b),
+            other => Err(EvalError(format!(
+                "{}: expected a bool, got {other:?}",
+                e.source
+            ))),
+        }
+    }
+}
+
+/// The CEL environment, built once, and the schema expressions are checked against.
+#[derive(Clone)]
+pub struct Compiler {
+    env: Arc<Env>,
+    schema: Schema,
+}
+
+impl fmt::Debug for Compiler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Compiler")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Compiler {
+    pub fn new(schema: Schema) -> Compiler {
+        Compiler {
+            env: Arc::new(Env::stdlib()),
+            schema,
+        }
+    }
+
+    pub fn env(&self) -> &Arc<Env> {
+        &self.env
+    }
+
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// A scope binding each top-level name of the context to a value, with `hours.open(name)`
+    /// answering for `now` from `calendars`.
+    pub fn scope(
+        &self,
+        values: impl IntoIterator<Item = (String, cel::Value)>,
+        calendars: Arc<BTreeMap<String, crate::hours::Calendar>>,
+        now: jiff::Timestamp,
+    ) -> Result<Scope, EvalError> {
+        let mut ctx = cel::Context::with_env(self.env.clone());
+        ctx.add_function("hours.open", move |name: Arc<String>| {
+            calendars.get(name.as_str()).is_some_and(|c| c.is_open(now))
+        })
+        .map_err(|e| EvalError(format!("hours.open: {e}")))?;
+        ctx.add_variable_from_value(
+            "hours",
+            cel::Value::Map(std::collections::HashMap::<String, cel::Value>::new().into()),
+        );
+        for (k, v) in values {
+            ctx.add_variable_from_value(k, v);
+        }
+        Ok(Scope { ctx })
+    }
+
+    /// Parses and checks `source`; with `want`, the result must have that type (or be `dyn`).
+    pub fn compile(&self, source: &str, want: Option<&Type>) -> Result<Expr, ExprError> {
+        let program = self
+            .env
+            .compile(source)
+            .map_err(|e| parse_error(source, &e.to_string()))?;
+        let mut checker = Checker {
+            compiler: self,
+            program: &program,
+            source,
+            scopes: Vec::new(),
+        };
+        let ty = checker.check(program.expression())?;
+        if let Some(w) = want
+            && !(ty == *w || ty == Type::Dyn || (*w == Type::Double && ty == Type::Int))
+        {
+            return Err(ExprError {
+                line: 1,
+                column: 1,
+                message: format!("this expression is a {ty}; a {w} is needed here"),
+            });
+        }
+        Ok(Expr {
+            source: source.to_string(),
+            program,
+            ty,
+        })
+    }
+}
+
+/// The cel crate reports `<input>:LINE:COL: message` followed by a caret diagram.
+fn parse_error(source: &str, text: &str) -> ExprError {
+    let first = text.lines().next().unwrap_or(text);
+    let rest = first.split("<input>:").nth(1).unwrap_or(first);
+    let mut parts = rest.splitn(3, ':');
+    let line = parts.next().and_then(|l| l.trim().parse().ok());
+    let column = parts.next().and_then(|c| c.trim().parse::<u32>().ok());
+    let message = parts
+        .next()
+        .map_or_else(|| first.to_string(), |m| m.trim().to_string());
+    match (line, column) {
+        (Some(line), Some(column)) => ExprError {
+            line,
+            column: column + 1,
+            message,
+        },
+        _ => ExprError {
+            line: 1,
+            column: 1,
+            message: if source.trim().is_empty() {
+                "the expression is empty".into()
+            } else {
+                message
+            },
+        },
+    }
+}
+
+struct Checker<'a> {
+    compiler: &'a Compiler,
+    program: &'a Program,
+    source: &'a str,
+    /// Comprehension variables in scope, innermost last.
+    scopes: Vec<(String, Type)>,
+}
+
+impl Checker<'_> {
+    fn err(&self, node: &IdedExpr, message: String) -> ExprError {
+        let start = self
+            .program
+            .source_info()
+            .offset_for(node.id)
+            .map_or(0, |(s, _)| s as usize);
+        let (line, column) = line_column(self.source, start);
+        ExprError {
+            line,
+            column,
+            message,
+        }
+    }
+
+    fn check(&mut self, node: &IdedExpr) -> Result<Type, ExprError> {
+        match &node.expr {
+            Node::Literal(l) => Ok(match l {
+                LiteralValue::Boolean(_) => Type::Bool,
+                LiteralValue::Int(_) | LiteralValue::UInt(_) => Type::Int,
+                LiteralValue::Double(_) => Type::Double,
+                LiteralValue::String(_) => Type::String,
+                LiteralValue::Null => Type::Null,
+                LiteralValue::Bytes(_) => Type::Dyn,
+            }),
+            Node::Ident(name) => self.ident(node, name),
+            Node::Select(sel) => {
+                let operand = self.check(&sel.operand)?;
+                let ty = self.select(node, &operand, &sel.field)?;
+                Ok(if sel.test { Type::Bool } else { ty })
+            }
+            Node::List(list) => {
+                let mut elem: Option<Type> = None;
+                for e in &list.elements {
+                    let t = self.check(e)?;
+                    elem = Some(match elem {
+                        Some(prev) if prev == t => prev,
+                        Some(_) => Type::Dyn,
+                        None => t,
+                    });
+                }
+                Ok(Type::List(Box::new(elem.unwrap_or(Type::Dyn))))
+            }
+            Node::Map(map) => {
+                for entry in &map.entries {
+                    if let cel::common::ast::EntryExpr::MapEntry(e) = &entry.expr {
+                        self.check(&e.key)?;
+                        self.check(&e.value)?;
+                    }
+                }
+                Ok(Type::Map(Box::new(Type::Dyn)))
+            }
+            Node::Comprehension(c) => {
+                let range = self.check(&c.iter_range)?;
+                let elem = match &range {
+                    Type::List(t) => (**t).clone(),
+                    Type::Map(_) => Type::String,
+                    Type::Dyn => Type::Dyn,
+                    other => {
+                        return Err(
+                            self.err(&c.iter_range, format!("cannot iterate over a {other}"))
+                        );
+                    }
+                };
+                let accu = self.check(&c.accu_init)?;
+                self.scopes.push((c.iter_var.clone(), elem));
+                if let Some(v2) = &c.iter_var2 {
+                    self.scopes.push((v2.clone(), Type::Dyn));
+                }
+                self.scopes.push((
+                    c.accu_var.clone(),
+                    if accu == Type::Bool {
+                        Type::Bool
+                    } else {
+                        Type::Dyn
+                    },
+                ));
+                let result = (|| {
+                    self.check(&c.loop_cond)?;
+                    self.check(&c.loop_step)?;
+                    self.check(&c.result)
+                })();
+                self.scopes
+                    .truncate(self.scopes.len() - if c.iter_var2.is_some() { 3 } else { 2 });
+                result
+            }
+            Node::Call(call) => self.call(node, call),
+            Node::Struct(_) | Node::Unspecified => Err(self.err(
+                node,
+                "message literals are not part of Baton's policy language".into(),
+            )),
+        }
+    }
+
+    fn ident(&self, node: &IdedExpr, name: &str) -> Result<Type, ExprError> {
+        if let Some((_, t)) = self.scopes.iter().rev().find(|(n, _)| n == name) {
+            return Ok(t.clone());
+        }
+        match self.compiler.schema.root.fields.get(name) {
+            Some((t, _)) => Ok(t.clone()),
+            None => {
+                let known: Vec<&str> = self
+                    .compiler
+                    .schema
+                    .root
+                    .fields
+                    .keys()
+                    .map(String::as_str)
+                    .collect();
+                Err(self.err(
+                    node,
+                    format!(
+                        "unknown name `{name}`; the context has {}",
+                        known.join(", ")
+                    ),
+                ))
+            }
+        }
+    }
+
+    fn select(&self, node: &IdedExpr, operand: &Type, field: &str) -> Result<Type, ExprError> {
+        match operand {
+            Type::Object(o) => match o.fields.get(field) {
+                Some((t, _)) => Ok(t.clone()),
+                None => {
+                    let known: Vec<&str> = o.fields.keys().map(String::as_str).collect();
+                    Err(self.err(
+                        node,
+                        format!(
+                            "`{}` has no field `{field}`; it has {}",
+                            o.name,
+                            known.join(", ")
+                        ),
+                    ))
+                }
+            },
+            Type::Map(v) => Ok((**v).clone()),
+            Type::Dyn => Ok(Type::Dyn),
+            other => Err(self.err(node, format!("cannot read `.{field}` of a {other}"))),
+        }
+    }
+
+    fn call(
+        &mut self,
+        node: &IdedExpr,
+        call: &cel::common::ast::CallExpr,
+    ) -> Result<Type, ExprError> {
+        let f = call.func_name.as_str();
+        // `hours.open("name")` is a namespaced function, not a field of `hours`.
+        if f == "open"
+            && let Some(t) = &call.target
+            && matches!(&t.expr, Node::Ident(n) if n == "hours")
+        {
+            return self.hours_open(node, &call.args);
+        }
+        let target = match &call.target {
+            Some(t) => Some(self.check(t)?),
+            None => None,
+        };
+        let args = call
+            .args
+            .iter()
+            .map(|a| self.check(a))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mismatch = |this: &Self, what: String| Err(this.err(node, what));
+        let op = |s: &str| s.trim_matches('_').to_string();
+        match (f, target.as_ref(), args.as_slice()) {
+            ("_&&_" | "_||_", None, [a, b]) => {
+                if !a.accepts_bool() || !b.accepts_bool() {
+                    return mismatch(self, format!("`{}` needs two bools, got {a} and {b}", op(f)));
+                }
+                Ok(Type::Bool)
+            }
+            ("!_", None, [a]) => {
+                if !a.accepts_bool() {
+                    return mismatch(self, format!("`!` needs a bool, got {a}"));
+                }
+                Ok(Type::Bool)
+            }
+            ("@not_strictly_false", None, [_]) => Ok(Type::Bool),
+            ("_==_" | "_!=_", None, [a, b]) => {
+                if !comparable(a, b) {
+                    return mismatch(self, format!("cannot compare a {a} with a {b}"));
+                }
+                Ok(Type::Bool)
+            }
+            ("_<_" | "_<=_" | "_>_" | "_>=_", None, [a, b]) => {
+                let ok = (a.is_numeric() && b.is_numeric()) || (matches!(a, Type::String | Type::Dyn) && matches!(b, Type::String | Type::Dyn));
+                if !ok {
+                    return mismatch(self, format!("cannot order a {a} and a {b}"));
+                }
+                Ok(Type::Bool)
+            }
+            ("_+_", None, [a, b]) => arithmetic(a, b, true).ok_or_else(|| self.err(node, format!("cannot add a {a} and a {b} (CEL does not mix int and double: write 2.0, or double(x))"))),
+            ("_-_" | "_*_" | "_/_" | "_%_", None, [a, b]) => arithmetic(a, b, false).ok_or_else(|| self.err(node, format!("cannot apply `{}` to a {a} and a {b} (CEL does not mix int and double)", op(f)))),
+            ("-_", None, [a]) if a.is_numeric() => Ok(a.clone()),
+            ("_?_:_", None, [c, a, b]) => {
+                if !c.accepts_bool() {
+                    return mismatch(self, format!("the condition of `?:` must be a bool, got {c}"));
+                }
+                Ok(if a == b { a.clone() } else { Type::Dyn })
+            }
+            ("_[_]", None, [coll, idx]) => match coll {
+                Type::List(t) if matches!(idx, Type::Int | Type::Dyn) => Ok((**t).clone()),
+                Type::Map(t) if matches!(idx, Type::String | Type::Dyn) => Ok((**t).clone()),
+                Type::Dyn => Ok(Type::Dyn),
+                _ => mismatch(self, format!("cannot index a {coll} with a {idx}")),
+            },
+            ("@in", None, [_, coll]) => match coll {
+                Type::List(_) | Type::Map(_) | Type::Dyn => Ok(Type::Bool),
+                _ => mismatch(self, format!("`in` needs a list or a map on its right, got {coll}")),
+            },
+            ("size", None, [a]) | ("size", Some(a), []) => match a {
+                Type::String | Type::List(_) | Type::Map(_) | Type::Dyn => Ok(Type::Int),
+                _ => mismatch(self, format!("size() of a {a}")),
+            },
+            ("contains" | "startsWith" | "endsWith" | "matches", Some(t), [a]) => {
+                if !matches!(t, Type::String | Type::Dyn) || !matches!(a, Type::String | Type::Dyn) {
+                    return mismatch(self, format!("{f}() works on strings, got {t} and {a}"));
+                }
+                Ok(Type::Bool)
+            }
+            ("lowerAscii" | "upperAscii" | "trim", Some(Type::String | Type::Dyn), []) => Ok(Type::String),
+            ("int", None, [_]) => Ok(Type::Int),
+            ("double", None, [_]) => Ok(Type::Double),
+            ("string", None, [_]) => Ok(Type::String),
+            ("bool", None, [_]) => Ok(Type::Bool),
+            ("max" | "min", None, args) if !args.is_empty() && args.iter().all(Type::is_numeric) => Ok(args[0].clone()),
+            _ => mismatch(self, format!("unknown function `{}` for these arguments", f.trim_matches('_'))),
+        }
+    }
+
+    fn hours_open(&mut self, node: &IdedExpr, args: &[IdedExpr]) -> Result<Type, ExprError> {
+        let [arg] = args else {
+            return Err(self.err(
+                node,
+                "hours.open takes one calendar name, as in hours.open(\"sales\")".into(),
+            ));
+        };
+        if let Node::Literal(LiteralValue::String(name)) = &arg.expr {
+            let name: &str = name.as_ref();
+            if !self.compiler.schema.calendars.iter().any(|c| c == name) {
+                let known = self.compiler.schema.calendars.join(", ");
+                return Err(self.err(
+                    arg,
+                    format!(
+                        "no calendar named {name:?} in [hours] (defined: {})",
+                        if known.is_empty() { "none" } else { &known }
+                    ),
+                ));
+            }
+            return Ok(Type::Bool);
+        }
+        match self.check(arg)? {
+            Type::String | Type::Dyn => Ok(Type::Bool),
+            t => Err(self.err(arg, format!("hours.open takes a calendar name, got a {t}"))),
+        }
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub fn line_column(source: &str, byte: usize) -> (u32, u32) {
+    let byte = byte.min(source.len());
+    let before = source.get(..byte).unwrap_or(source);
+    let line = before.matches('\n').count() as u32 + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() as u32 + 1;
+    (line, column)
+}
+
+fn comparable(a: &Type, b: &Type) -> bool {
+    a == b
+        || matches!(a, Type::Dyn | Type::Null)
+        || matches!(b, Type::Dyn | Type::Null)
+        || (a.is_numeric() && b.is_numeric())
+        || matches!(
+            (a, b),
+            (Type::List(_), Type::List(_)) | (Type::Map(_), Type::Map(_))
+        )
+}
+
+fn arithmetic(a: &Type, b: &Type, plus: bool) -> Option<Type> {
+    match (a, b) {
+        (Type::Dyn, _) | (_, Type::Dyn) => Some(Type::Dyn),
+        (Type::Int, Type::Int) => Some(Type::Int),
+        (Type::Double, Type::Double) => Some(Type::Double),
+        (Type::String, Type::String) if plus => Some(Type::String),
+        (Type::List(x), Type::List(_)) if plus => Some(Type::List(x.clone())),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compiler() -> Compiler {
+        let signals = Object::new("signals")
+            .field("frustration", Type::Bool, "the visitor is frustrated")
+            .field(
+                "intents",
+                Type::List(Box::new(Type::String)),
+                "sales intents",
+            )
+            .field("sentiment", Type::Double, "-1 to 1")
+            .field(
+                "bot_fallbacks_in_row",
+                Type::Int,
+                "bot fallbacks at the end",
+            );
+        let budget = Object::new("lead.budget").field("amount", Type::Double, "stated budget");
+        let lead = Object::new("lead")
+            .field("budget", budget.into_type(), "budget")
+            .field("score", Type::Double, "lead score");
+        let account =
+            Object::new("account").field("custom", Type::Map(Box::new(Type::Dyn)), "CRM fields");
+        let root = Object::new("context")
+            .field("signals", signals.into_type(), "")
+            .field("lead", lead.into_type(), "")
+            .field("account", account.into_type(), "")
+            .field("hours", Object::new("hours").into_type(), "");
+        Compiler::new(Schema {
+            root,
+            calendars: vec!["sales".into(), "support".into()],
+        })
+    }
+
+    fn bool_ty() -> Option<&'static Type> {
+        Some(&Type::Bool)
+    }
+
+    #[test]
+    fn accepts_well_typed_conditions() {
+        let c = compiler();
+        for src in [
+            "signals.frustration",
+            "signals.frustration && lead.budget.amount >= 10000",
+            "'pricing' in signals.intents || signals.intents.exists(i, i == 'demo_request')",
+            "signals.bot_fallbacks_in_row >= 2 && hours.open('support')",
+            "signals.sentiment < -0.5 && size(signals.intents) > 0",
+            "has(account.custom.tier) && account.custom.tier == 'enterprise'",
+            "lead.score + 10.0 > 60.0",
+        ] {
+            let e = c.compile(src, bool_ty());
+            assert!(e.is_ok(), "{src}: {e:?}");
+        }
+        assert_eq!(
+            c.compile("lead.score * 2.0", Some(&Type::Double))
+                .map(|e| e.ty().clone()),
+            Ok(Type::Double)
+        );
+    }
+
+    #[test]
+    fn evaluates_in_a_scope_with_calendars() {
+        use std::collections::HashMap;
+        let c = compiler();
+        let e = c
+            .compile(
+                "signals.frustration && 'pricing' in signals.intents && hours.open('sales')",
+                bool_ty(),
+            )
+            .expect("valid");
+        let week: [&[&str]; 7] = [
+            &["09:00-17:00"],
+            &["09:00-17:00"],
+            &["09:00-17:00"],
+            &["09:00-17:00"],
+            &["09:00-17:00"],
+            &[],
+            &[],
+        ];
+        let mut cals = BTreeMap::new();
+        cals.insert(
+            "sales".to_string(),
+            crate::hours::Calendar::new("UTC", week, &[]).expect("calendar"),
+        );
+        let cals = Arc::new(cals);
+        let signals = |frustrated: bool| {
+            let mut m: HashMap<String, cel::Value> = HashMap::new();
+            m.insert("frustration".into(), cel::Value::Bool(frustrated));
+            m.insert(
+                "intents".into(),
+                cel::Value::List(Arc::new(vec![cel::Value::String(Arc::new(
+                    "pricing".into(),
+                ))])),
+            );
+            vec![("signals".to_string(), cel::Value::from(m))]
+        };
+        let monday_noon: jiff::Timestamp = "2026-11-23T12:00:00Z".parse().expect("ts");
+        let saturday: jiff::Timestamp = "2026-11-21T12:00:00Z".parse().expect("ts");
+        assert_eq!(
+            c.scope(signals(true), cals.clone(), monday_noon)
+                .expect("scope")
+                .eval_bool(&e),
+            Ok(true)
+        );
+        assert_eq!(
+            c.scope(signals(false), cals.clone(), monday_noon)
+                .expect("scope")
+                .eval_bool(&e),
+            Ok(false)
+        );
+        assert_eq!(
+            c.scope(signals(true), cals.clone(), saturday)
+                .expect("scope")
+                .eval_bool(&e),
+            Ok(false)
+        );
+        // A value missing at run time is an evaluation error, not a panic.
+        assert!(
+            c.scope(Vec::new(), cals, monday_noon)
+                .expect("scope")
+                .eval_bool(&e)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn rejects_mistakes_with_a_position_and_a_reason() {
+        let c = compiler();
+        let err = |src: &str| c.compile(src, bool_ty()).expect_err(src);
+        let e = err("signals.frustratoin");
+        assert_eq!((e.line, e.column), (1, 8));
+        assert!(
+            e.message.contains("no field `frustratoin`") && e.message.contains("frustration"),
+            "{e}"
+        );
+        assert!(
+            err("signal.frustration")
+                .message
+                .contains("unknown name `signal`")
+        );
+        assert!(
+            err("signals.frustration > 3")
+                .message
+                .contains("cannot order a bool and a int")
+        );
+        assert!(
+            err("lead.score + 1 > 2.0")
+                .message
+                .contains("does not mix int and double")
+        );
+        assert!(
+            err("hours.open('night')")
+                .message
+                .contains("no calendar named \"night\"")
+        );
+        assert!(
+            err("lead.score")
+                .message
+                .contains("is a double; a bool is needed")
+        );
+        assert!(
+            err("signals.frustration &&")
+                .message
+                .contains("Syntax error")
+        );
+        assert!(
+            err("frobnicate(signals.sentiment)")
+                .message
+                .contains("unknown function `frobnicate`")
+        );
+        let multi = err("signals.frustration &&\n  lead.budget.amout > 1.0");
+        assert_eq!(multi.line, 2, "{multi}");
+    }
+}
