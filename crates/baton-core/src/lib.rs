@@ -4,3 +4,4 @@
 
 pub mod expr;
 pub mod hours;
+pub mod policy;
