@@ -2,6 +2,9 @@
 //!
 //! Architecture invariant: no tokio, no sqlx, no axum, no clock. Time is always a parameter.
 
+pub mod brief;
+pub mod check;
+pub mod decide;
 pub mod expr;
 pub mod hours;
 pub mod policy;

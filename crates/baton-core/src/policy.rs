@@ -126,8 +126,31 @@ pub struct Policy {
     pub triggers: Vec<Trigger>,
     pub calendars: Arc<BTreeMap<String, Calendar>>,
     pub messages: BTreeMap<String, String>,
+    pub tests: Vec<TestCase>,
     pub compiler: Compiler,
 }
+
+/// A `[[test]]` case: a transcript and the decision expected on its last turn.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestCase {
+    pub name: String,
+    /// `(role, text)`; the last one is the turn decided on.
+    pub turns: Vec<(String, String)>,
+    /// When the last turn happens; default [`DEFAULT_TEST_TIME`].
+    pub at: jiff::Timestamp,
+    pub contact: BTreeMap<String, String>,
+    pub account: BTreeMap<String, String>,
+    pub page: Option<String>,
+    /// `continue`, `handoff`, `schedule`, `follow_up` or `hold`.
+    pub expect_action: String,
+    pub expect_trigger: Option<String>,
+    pub expect_reason: Option<String>,
+    /// Line of the case in the file, for reports.
+    pub line: u32,
+}
+
+/// A Monday at 15:00 UTC: inside office hours on both sides of the Atlantic.
+pub const DEFAULT_TEST_TIME: &str = "2026-11-23T15:00:00Z";
 
 /// The `[detectors]` section.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -163,7 +186,36 @@ struct File {
     #[serde(default)]
     route: Vec<toml::Value>,
     #[serde(default)]
-    test: Vec<toml::Value>,
+    test: Vec<Spanned<TestFile>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestFile {
+    name: String,
+    turns: Vec<TestTurnFile>,
+    at: Option<String>,
+    #[serde(default)]
+    contact: BTreeMap<String, String>,
+    #[serde(default)]
+    account: BTreeMap<String, String>,
+    page: Option<String>,
+    expect: ExpectFile,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestTurnFile {
+    role: String,
+    text: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectFile {
+    action: String,
+    trigger: Option<String>,
+    reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -599,8 +651,69 @@ impl Policy {
                     .collect(),
             })
             .unwrap_or_default();
-        // Sections the routing and decide issues will read are kept as written for now.
-        let _ = (&raw.segment, &raw.queue, &raw.route, &raw.test);
+        let mut tests = Vec::new();
+        for t in &raw.test {
+            let span = t.span();
+            let tf = t.get_ref();
+            let (line, _) = line_column(text, span.start);
+            let at = match &tf.at {
+                Some(s) => match s.parse::<jiff::Timestamp>() {
+                    Ok(ts) => ts,
+                    Err(_) => {
+                        l.at(
+                            span.clone(),
+                            format!("test {:?}: `at` {s:?} is not an RFC 3339 time", tf.name),
+                        );
+                        continue;
+                    }
+                },
+                None => DEFAULT_TEST_TIME
+                    .parse()
+                    .unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+            };
+            if !["continue", "handoff", "schedule", "follow_up", "hold"]
+                .contains(&tf.expect.action.as_str())
+            {
+                l.at(span.clone(), format!("test {:?}: expected action {:?} is not continue, handoff, schedule, follow_up or hold", tf.name, tf.expect.action));
+            }
+            if let Some(id) = &tf.expect.trigger
+                && !triggers.iter().any(|t| &t.id == id)
+            {
+                l.at(
+                    span.clone(),
+                    format!("test {:?}: no trigger {id:?} in this policy", tf.name),
+                );
+            }
+            match tf.turns.last() {
+                None => l.at(span.clone(), format!("test {:?} has no turns", tf.name)),
+                Some(last) if last.role != "user" && last.role != "bot" => l.at(
+                    span.clone(),
+                    format!(
+                        "test {:?}: role {:?} is not user or bot",
+                        tf.name, last.role
+                    ),
+                ),
+                _ => {}
+            }
+            tests.push(TestCase {
+                name: tf.name.clone(),
+                turns: tf
+                    .turns
+                    .iter()
+                    .map(|t| (t.role.clone(), t.text.clone()))
+                    .collect(),
+                at,
+                contact: tf.contact.clone(),
+                account: tf.account.clone(),
+                page: tf.page.clone(),
+                expect_action: tf.expect.action.clone(),
+                expect_trigger: tf.expect.trigger.clone(),
+                expect_reason: tf.expect.reason.clone(),
+                line,
+            });
+        }
+        // Sections the routing issue will read are accepted as written for now.
+        let _ = (&raw.segment, &raw.queue, &raw.route);
 
         if !l.errors.is_empty() {
             return Err(PolicyErrors(l.errors));
@@ -614,6 +727,7 @@ impl Policy {
             triggers,
             calendars: Arc::new(calendars),
             messages: raw.messages,
+            tests,
             compiler,
         })
     }

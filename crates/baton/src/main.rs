@@ -1,5 +1,6 @@
 //! The `baton` binary: subcommands over the library crates.
 
+mod check;
 mod detect;
 mod wire;
 
@@ -21,11 +22,18 @@ enum Command {
     /// Read JSON Lines (`{"text": ...}` or `{"turns": [{"role", "text"}]}`) on standard input and
     /// write one line of signals per input line, in order (SPEC §11).
     Detect(detect::Args),
+    /// Validate a policy file and run its `[[test]]` cases; exits non-zero on any problem.
+    Check(check::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Check(args) => match check::run(&args, io::stdout().lock()) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::FAILURE,
+            Err(e) => Err(e),
+        },
         Command::Detect(args) => detect::run(
             &args,
             io::BufReader::with_capacity(1 << 16, io::stdin()),

@@ -1,0 +1,627 @@
+//! `decide()`: policy + conversation + new turn + now → what the bot must do, and why.
+//!
+//! Pure and synchronous: the caller loads the conversation, passes the time, and stores the
+//! decision. The ownership state machine of SPEC §2 lives here: once a conversation is handed
+//! off, the bot is told `hold`, a bot turn is refused as a conflict, and every change of owner
+//! increments the epoch.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use baton_detect::{Authority, Detector, Role, Signals, Turn};
+use cel::Value;
+use jiff::Timestamp;
+
+use crate::brief::{Brief, build_brief};
+use crate::policy::{Action, Policy};
+
+/// Who owns the conversation (SPEC §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Bot,
+    Queued,
+    Offered,
+    Human,
+    Resolved,
+    HandedBack,
+    Scheduled,
+    FollowUp,
+    Abandoned,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Bot => "bot",
+            State::Queued => "queued",
+            State::Offered => "offered",
+            State::Human => "human",
+            State::Resolved => "resolved",
+            State::HandedBack => "handed_back",
+            State::Scheduled => "scheduled",
+            State::FollowUp => "follow_up",
+            State::Abandoned => "abandoned",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<State> {
+        Some(match s {
+            "bot" => State::Bot,
+            "queued" => State::Queued,
+            "offered" => State::Offered,
+            "human" => State::Human,
+            "resolved" => State::Resolved,
+            "handed_back" => State::HandedBack,
+            "scheduled" => State::Scheduled,
+            "follow_up" => State::FollowUp,
+            "abandoned" => State::Abandoned,
+            _ => return None,
+        })
+    }
+
+    /// A human owns the conversation or is about to take it: the bot must stay silent.
+    pub fn human_side(self) -> bool {
+        matches!(self, State::Queued | State::Offered | State::Human)
+    }
+}
+
+/// A turn already in the conversation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PastTurn {
+    pub role: Role,
+    pub text: String,
+    pub at: Timestamp,
+}
+
+/// What the bot reports about its own turn.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BotMeta {
+    pub confidence: Option<f64>,
+    pub intent: Option<String>,
+    pub fallback: bool,
+}
+
+/// The new turn to decide on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTurn {
+    pub role: Role,
+    pub text: String,
+    /// The epoch the writer believes current; a stale one is a conflict.
+    pub epoch: Option<u64>,
+    pub bot: Option<BotMeta>,
+}
+
+/// What Baton knows of a conversation before the new turn.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversationView {
+    pub state: State,
+    pub epoch: u64,
+    pub turns: Vec<PastTurn>,
+    /// When each trigger last fired, for cooldowns.
+    pub fired: Vec<(String, Timestamp)>,
+    pub contact: HashMap<String, String>,
+    pub account: HashMap<String, String>,
+    pub page: Option<String>,
+    pub pages_viewed: Vec<String>,
+    pub source: Option<String>,
+    pub campaign: Option<String>,
+    /// The bot's last reported confidence.
+    pub bot_confidence: Option<f64>,
+}
+
+impl ConversationView {
+    /// A conversation that has not started: the bot owns it at epoch 0.
+    pub fn new() -> ConversationView {
+        ConversationView {
+            state: State::Bot,
+            epoch: 0,
+            turns: Vec::new(),
+            fired: Vec::new(),
+            contact: HashMap::new(),
+            account: HashMap::new(),
+            page: None,
+            pages_viewed: Vec::new(),
+            source: None,
+            campaign: None,
+            bot_confidence: None,
+        }
+    }
+}
+
+impl Default for ConversationView {
+    fn default() -> Self {
+        ConversationView::new()
+    }
+}
+
+/// The answer to the bot (SPEC §8 `action`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Continue,
+    Handoff,
+    Hold,
+    Schedule,
+    FollowUp,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Continue => "continue",
+            Outcome::Handoff => "handoff",
+            Outcome::Hold => "hold",
+            Outcome::Schedule => "schedule",
+            Outcome::FollowUp => "follow_up",
+        }
+    }
+}
+
+/// One trigger as evaluated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TriggerEval {
+    pub id: String,
+    /// `Some(value)`, or `None` when it was not evaluated (min_turns, cooldown) or failed.
+    pub value: Option<bool>,
+    /// Why it was skipped or failed, if it was.
+    pub note: Option<String>,
+    pub fired: bool,
+}
+
+/// A qualification criterion as evaluated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CriterionEval {
+    pub name: String,
+    /// `Some(met)`, or `None` when the facts it reads are unknown.
+    pub met: Option<bool>,
+}
+
+/// Everything decided about one turn, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub action: Outcome,
+    /// The conversation's owner after this turn.
+    pub state: State,
+    pub epoch: u64,
+    /// The trigger that decided, if any.
+    pub trigger: Option<String>,
+    pub reason: Option<String>,
+    pub priority: Option<i64>,
+    /// Every trigger, in the order evaluated (priority, highest first).
+    pub triggers: Vec<TriggerEval>,
+    pub lead_score: f64,
+    pub criteria: Vec<CriterionEval>,
+    /// For the visitor, when the bot should show something.
+    pub message: Option<String>,
+    pub signals: Signals,
+    /// The policy version used.
+    pub policy_hash: String,
+    /// Present when the conversation is handed over (or scheduled / followed up).
+    pub brief: Option<Brief>,
+}
+
+/// Why no decision could be made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecideError {
+    /// The writer named an older epoch, or the bot spoke while a human owns the conversation.
+    Conflict {
+        state: State,
+        epoch: u64,
+        message: String,
+    },
+}
+
+impl fmt::Display for DecideError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecideError::Conflict { message, .. } => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for DecideError {}
+
+fn s(v: &str) -> Value {
+    Value::String(Arc::new(v.to_string()))
+}
+
+fn list(v: &[&str]) -> Value {
+    Value::List(Arc::new(v.iter().map(|x| s(x)).collect()))
+}
+
+fn map(entries: Vec<(&str, Value)>) -> Value {
+    let m: HashMap<String, Value> = entries
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    Value::from(m)
+}
+
+/// The evaluation context of SPEC §4 for one turn.
+fn context(
+    view: &ConversationView,
+    turn: &NewTurn,
+    sig: &Signals,
+    score: f64,
+    criteria: &[(String, bool)],
+    now: Timestamp,
+) -> Vec<(String, Value)> {
+    let q = &sig.qualification;
+    let budget = map(vec![
+        ("known", Value::Bool(q.budget.is_some())),
+        (
+            "amount",
+            Value::Float(q.budget.as_ref().map_or(0.0, |b| b.amount)),
+        ),
+        (
+            "currency",
+            s(q.budget.as_ref().and_then(|b| b.currency).unwrap_or("")),
+        ),
+        (
+            "period",
+            s(q.budget.as_ref().and_then(|b| b.period).unwrap_or("")),
+        ),
+    ]);
+    let timeline = map(vec![
+        ("known", Value::Bool(q.timeline.is_some())),
+        (
+            "days",
+            Value::Int(q.timeline.as_ref().map_or(-1, |t| t.days)),
+        ),
+    ]);
+    let crit: HashMap<String, Value> = criteria
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::Bool(*v)))
+        .collect();
+    let lead = map(vec![
+        ("score", Value::Float(score)),
+        ("budget", budget),
+        ("timeline", timeline),
+        ("authority", s(q.authority.as_str())),
+        (
+            "company_size",
+            Value::Int(q.company_size.as_ref().map_or(0, |c| c.employees as i64)),
+        ),
+        ("criteria", Value::from(crit)),
+    ]);
+    let c = &sig.conversation;
+    let confidence = turn
+        .bot
+        .as_ref()
+        .and_then(|b| b.confidence)
+        .or(view.bot_confidence)
+        .unwrap_or(1.0);
+    let signals = map(vec![
+        ("human_request", Value::Bool(sig.human_request)),
+        ("frustration", Value::Bool(sig.frustration)),
+        ("frustration_score", Value::Float(sig.frustration_score)),
+        ("confusion", Value::Bool(sig.confusion)),
+        ("loop", Value::Bool(sig.looping)),
+        ("sentiment", Value::Float(sig.sentiment)),
+        ("sentiment_trend", Value::Float(c.sentiment_trend)),
+        ("intents", list(&sig.intents)),
+        ("topics", list(&sig.topics)),
+        (
+            "bot_fallbacks_in_row",
+            Value::Int(c.bot_fallbacks_in_row as i64),
+        ),
+        ("bot_fallbacks", Value::Int(c.bot_fallbacks as i64)),
+        ("bot_confidence", Value::Float(confidence)),
+        (
+            "unanswered_questions",
+            Value::Int(c.unanswered_questions as i64),
+        ),
+        (
+            "repeated_questions",
+            Value::Int(c.repeated_questions as i64),
+        ),
+    ]);
+    let first = view.turns.first().map_or(now, |t| t.at);
+    let conversation = map(vec![
+        ("turns", Value::Int(view.turns.len() as i64 + 1)),
+        ("user_turns", Value::Int(c.user_turns as i64)),
+        (
+            "duration_seconds",
+            Value::Int(now.duration_since(first).as_secs().max(0)),
+        ),
+        ("page", s(view.page.as_deref().unwrap_or(""))),
+        (
+            "pages_viewed",
+            Value::List(Arc::new(view.pages_viewed.iter().map(|p| s(p)).collect())),
+        ),
+        ("source", s(view.source.as_deref().unwrap_or(""))),
+        ("campaign", s(view.campaign.as_deref().unwrap_or(""))),
+    ]);
+    let get = |m: &HashMap<String, String>, k: &str| s(m.get(k).map_or("", String::as_str));
+    let contact = map(
+        ["name", "email", "phone", "company", "location", "time_zone"]
+            .iter()
+            .map(|k| (*k, get(&view.contact, k)))
+            .collect(),
+    );
+    let custom: HashMap<String, Value> = view
+        .account
+        .iter()
+        .map(|(k, v)| (k.clone(), s(v)))
+        .collect();
+    let account = map(vec![
+        ("tier", get(&view.account, "tier")),
+        ("custom", Value::from(custom)),
+    ]);
+    let role = if turn.role == Role::Bot {
+        "bot"
+    } else {
+        "user"
+    };
+    let turn_v = map(vec![
+        ("role", s(role)),
+        ("text", s(&turn.text)),
+        ("index", Value::Int(view.turns.len() as i64)),
+    ]);
+    let now_v = map(vec![
+        ("unix", Value::Int(now.as_second())),
+        ("iso", s(&now.to_string())),
+    ]);
+    vec![
+        ("signals".into(), signals),
+        ("lead".into(), lead),
+        ("conversation".into(), conversation),
+        ("contact".into(), contact),
+        ("account".into(), account),
+        ("turn".into(), turn_v),
+        ("now".into(), now_v),
+    ]
+}
+
+/// Fills `{name}`-style placeholders; unknown ones are left as written.
+pub fn render(template: &str, values: &HashMap<&str, String>) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        match rest[open..].find('}') {
+            Some(close) => {
+                let key = &rest[open + 1..open + close];
+                match values.get(key) {
+                    Some(v) => out.push_str(v),
+                    None => out.push_str(&rest[open..=open + close]),
+                }
+                rest = &rest[open + close + 1..];
+            }
+            None => {
+                out.push_str(&rest[open..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Default visitor messages, used when `[messages]` does not set them.
+fn default_message(key: &str) -> &'static str {
+    match key {
+        "handoff" => {
+            "Thanks{comma_name}. I'm bringing in a member of our team who can help with this. They'll have our conversation in front of them, so you won't need to repeat yourself."
+        }
+        "waiting" => "A member of our team will be with you shortly.",
+        "schedule" => {
+            "Our team isn't available right now. I can book you a time to talk with them."
+        }
+        "follow_up" => {
+            "Our team isn't available right now. Leave your e-mail and they'll follow up with you."
+        }
+        _ => "",
+    }
+}
+
+fn message(policy: &Policy, key: &str, view: &ConversationView, reason: &str) -> String {
+    let template = policy
+        .messages
+        .get(key)
+        .map_or(default_message(key), String::as_str);
+    let name = view.contact.get("name").cloned().unwrap_or_default();
+    let mut values: HashMap<&str, String> = HashMap::new();
+    values.insert(
+        "comma_name",
+        if name.is_empty() {
+            String::new()
+        } else {
+            format!(", {name}")
+        },
+    );
+    values.insert(
+        "name",
+        if name.is_empty() {
+            "there".into()
+        } else {
+            name
+        },
+    );
+    values.insert("reason", reason.replace('_', " "));
+    render(template, &values)
+}
+
+/// Decides what the bot must do about `turn`.
+pub fn decide(
+    policy: &Policy,
+    detector: &Detector,
+    view: &ConversationView,
+    turn: &NewTurn,
+    now: Timestamp,
+) -> Result<Decision, DecideError> {
+    if let Some(e) = turn.epoch
+        && e != view.epoch
+    {
+        return Err(DecideError::Conflict {
+            state: view.state,
+            epoch: view.epoch,
+            message: format!(
+                "epoch {e} is stale: the conversation is at epoch {} ({})",
+                view.epoch,
+                view.state.as_str()
+            ),
+        });
+    }
+    if turn.role == Role::Bot && view.state.human_side() {
+        return Err(DecideError::Conflict {
+            state: view.state,
+            epoch: view.epoch,
+            message: format!(
+                "the conversation is {}: the bot must not speak (epoch {})",
+                view.state.as_str(),
+                view.epoch
+            ),
+        });
+    }
+
+    // Detectors over the whole conversation, new turn included.
+    let today = now.to_zoned(jiff::tz::TimeZone::UTC).date();
+    let mut turns: Vec<Turn<'_>> = view
+        .turns
+        .iter()
+        .map(|t| Turn {
+            role: t.role,
+            text: &t.text,
+        })
+        .collect();
+    turns.push(Turn {
+        role: turn.role,
+        text: &turn.text,
+    });
+    let mut signals = detector.conversation(&turns, today);
+    if turn.bot.as_ref().is_some_and(|b| b.fallback) && turn.role == Role::Bot {
+        signals.conversation.bot_fallbacks_in_row += 1;
+        signals.conversation.bot_fallbacks += 1;
+    }
+
+    let mut decision = Decision {
+        action: Outcome::Continue,
+        state: view.state,
+        epoch: view.epoch,
+        trigger: None,
+        reason: None,
+        priority: None,
+        triggers: Vec::new(),
+        lead_score: 0.0,
+        criteria: Vec::new(),
+        message: None,
+        signals: Signals::default(),
+        policy_hash: policy.hash.clone(),
+        brief: None,
+    };
+
+    // A human owns it (or is about to): the visitor's turn goes to them; the bot holds.
+    if view.state.human_side() {
+        decision.action = Outcome::Hold;
+        if view.state != State::Human {
+            decision.message = Some(message(policy, "waiting", view, ""));
+        }
+        decision.signals = signals;
+        return Ok(decision);
+    }
+
+    // Qualification, then scoring, then triggers: each stage can read the one before.
+    let scope = |score: f64, criteria: &[(String, bool)]| {
+        policy
+            .compiler
+            .scope(
+                context(view, turn, &signals, score, criteria, now),
+                policy.calendars.clone(),
+                now,
+            )
+            .ok()
+    };
+    let mut criteria: Vec<(String, bool)> = Vec::new();
+    if let Some(sc) = scope(0.0, &[]) {
+        for c in &policy.qualification {
+            let met = sc.eval_bool(&c.when).ok();
+            decision.criteria.push(CriterionEval {
+                name: c.name.clone(),
+                met,
+            });
+            criteria.push((c.name.clone(), met.unwrap_or(false)));
+        }
+    }
+    let mut score = 0.0;
+    if let Some(sc) = scope(0.0, &criteria) {
+        for r in &policy.scoring {
+            if sc.eval_bool(&r.when).unwrap_or(false) {
+                score += r.points;
+            }
+        }
+    }
+    decision.lead_score = score;
+
+    let user_turns = signals.conversation.user_turns as u32;
+    let Some(sc) = scope(score, &criteria) else {
+        decision.signals = signals;
+        return Ok(decision);
+    };
+    let mut chosen: Option<usize> = None;
+    for (i, t) in policy.triggers.iter().enumerate() {
+        let mut eval = TriggerEval {
+            id: t.id.clone(),
+            value: None,
+            note: None,
+            fired: false,
+        };
+        if user_turns < t.min_turns {
+            eval.note = Some(format!(
+                "min_turns {} not reached ({user_turns})",
+                t.min_turns
+            ));
+        } else if let Some((_, at)) = t.cooldown.and_then(|cd| {
+            view.fired
+                .iter()
+                .find(|(id, at)| id == &t.id && now.duration_since(*at) < cd)
+        }) {
+            eval.note = Some(format!("cooling down since {at}"));
+        } else {
+            match sc.eval_bool(&t.when) {
+                Ok(v) => {
+                    eval.value = Some(v);
+                    eval.fired = v;
+                    if v && chosen.is_none() {
+                        chosen = Some(i);
+                    }
+                }
+                Err(e) => eval.note = Some(format!("evaluation failed: {e}")),
+            }
+        }
+        decision.triggers.push(eval);
+    }
+
+    if let Some(i) = chosen {
+        let t = &policy.triggers[i];
+        decision.trigger = Some(t.id.clone());
+        decision.reason = Some(t.reason.clone());
+        decision.priority = Some(t.priority);
+        let (outcome, state, key) = match t.action {
+            Action::Handoff => (Outcome::Handoff, State::Queued, Some("handoff")),
+            Action::Schedule => (Outcome::Schedule, State::Scheduled, Some("schedule")),
+            Action::FollowUp => (Outcome::FollowUp, State::FollowUp, Some("follow_up")),
+            Action::Nurture => (Outcome::Continue, view.state, None),
+        };
+        decision.action = outcome;
+        if state != view.state {
+            decision.state = state;
+            decision.epoch = view.epoch + 1;
+        }
+        if let Some(k) = key {
+            decision.message = Some(message(policy, k, view, &t.reason));
+            decision.brief = Some(build_brief(view, turn, &signals, &decision));
+        }
+    }
+    decision.signals = signals;
+    Ok(decision)
+}
+
+/// The authority a human reads.
+pub fn authority_label(a: Authority) -> &'static str {
+    match a {
+        Authority::DecisionMaker => "decision maker",
+        Authority::Influencer => "influencer",
+        Authority::Unknown => "unknown",
+    }
+}

@@ -1,0 +1,247 @@
+//! decide() with the default policy: its own test cases, the ownership state machine, the
+//! trace, cooldowns and the brief.
+
+use std::sync::LazyLock;
+
+use baton_core::check::run_tests;
+use baton_core::decide::{
+    ConversationView, DecideError, NewTurn, Outcome, PastTurn, State, decide,
+};
+use baton_core::policy::Policy;
+use baton_detect::{Detector, Role};
+use jiff::{SignedDuration, Timestamp};
+use proptest::prelude::*;
+
+static POLICY: LazyLock<Policy> = LazyLock::new(|| {
+    Policy::load(
+        "examples/policy.toml",
+        include_str!("../../../examples/policy.toml"),
+    )
+    .expect("the default policy is valid")
+});
+static DETECTOR: LazyLock<Detector> = LazyLock::new(Detector::new);
+
+fn monday_afternoon() -> Timestamp {
+    "2026-11-23T15:00:00Z".parse().expect("timestamp")
+}
+
+fn user(text: &str) -> NewTurn {
+    NewTurn {
+        role: Role::User,
+        text: text.into(),
+        epoch: None,
+        bot: None,
+    }
+}
+
+fn bot(text: &str, epoch: Option<u64>) -> NewTurn {
+    NewTurn {
+        role: Role::Bot,
+        text: text.into(),
+        epoch,
+        bot: None,
+    }
+}
+
+/// Applies a decision to the view, as the store will.
+fn apply(
+    view: &mut ConversationView,
+    turn: &NewTurn,
+    d: &baton_core::decide::Decision,
+    at: Timestamp,
+) {
+    view.turns.push(PastTurn {
+        role: turn.role,
+        text: turn.text.clone(),
+        at,
+    });
+    view.state = d.state;
+    view.epoch = d.epoch;
+    if let Some(t) = &d.trigger {
+        view.fired.push((t.clone(), at));
+    }
+}
+
+#[test]
+fn the_default_policy_passes_its_own_tests() {
+    let failures: Vec<String> = run_tests(&POLICY, &DETECTOR)
+        .into_iter()
+        .filter(|r| !r.passed())
+        .map(|r| format!("{}: {:?} ({})", r.name, r.failures, r.got))
+        .collect();
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert!(POLICY.tests.len() >= 10);
+}
+
+#[test]
+fn after_handoff_the_bot_holds_and_stale_writers_conflict() {
+    let now = monday_afternoon();
+    let mut view = ConversationView::new();
+    view.contact.insert("name".into(), "Alex".into());
+    let t = user("I want to talk to a person");
+    let d = decide(&POLICY, &DETECTOR, &view, &t, now).expect("decision");
+    assert_eq!(d.action, Outcome::Handoff);
+    assert_eq!((d.state, d.epoch), (State::Queued, 1));
+    assert!(
+        d.message.as_deref().is_some_and(|m| m.contains("Alex")),
+        "{:?}",
+        d.message
+    );
+    assert_eq!(d.policy_hash, POLICY.hash);
+    let brief = d.brief.clone().expect("a handoff carries a brief");
+    assert!(
+        brief.summary.len() >= 3 && brief.summary.len() <= 10,
+        "{:#?}",
+        brief.summary
+    );
+    assert_eq!(
+        brief.transcript.last().map(|(_, t)| t.as_str()),
+        Some("I want to talk to a person")
+    );
+    assert!(brief.bridge_message.starts_with("Hi Alex"));
+    apply(&mut view, &t, &d, now);
+
+    // The visitor keeps typing: the bot holds and shows the waiting notice.
+    let d2 = decide(&POLICY, &DETECTOR, &view, &user("hello? anyone?"), now).expect("decision");
+    assert_eq!(d2.action, Outcome::Hold);
+    assert_eq!(d2.epoch, 1);
+    assert!(d2.message.is_some());
+
+    // The bot tries to speak with the old epoch, or with none: refused, state reported.
+    for epoch in [Some(0), None] {
+        match decide(
+            &POLICY,
+            &DETECTOR,
+            &view,
+            &bot("Can I help with anything else?", epoch),
+            now,
+        ) {
+            Err(DecideError::Conflict { state, epoch, .. }) => {
+                assert_eq!((state, epoch), (State::Queued, 1))
+            }
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+    }
+    // A visitor turn naming a wrong epoch is refused too.
+    let mut stale = user("still there?");
+    stale.epoch = Some(7);
+    assert!(matches!(
+        decide(&POLICY, &DETECTOR, &view, &stale, now),
+        Err(DecideError::Conflict { .. })
+    ));
+}
+
+#[test]
+fn the_trace_records_every_trigger_and_respects_cooldown_and_min_turns() {
+    let now = monday_afternoon();
+    let view = ConversationView::new();
+    let d = decide(
+        &POLICY,
+        &DETECTOR,
+        &view,
+        &user("this is useless, get me a human"),
+        now,
+    )
+    .expect("decision");
+    assert_eq!(d.triggers.len(), POLICY.triggers.len());
+    let fired: Vec<&str> = d
+        .triggers
+        .iter()
+        .filter(|t| t.fired)
+        .map(|t| t.id.as_str())
+        .collect();
+    assert!(
+        fired.contains(&"explicit_request") && fired.contains(&"frustration"),
+        "{fired:?}"
+    );
+    assert_eq!(d.trigger.as_deref(), Some("explicit_request"));
+    // bot_failing waits for two visitor turns.
+    let bf = d
+        .triggers
+        .iter()
+        .find(|t| t.id == "bot_failing")
+        .expect("evaluated");
+    assert!(
+        bf.note.as_deref().is_some_and(|n| n.contains("min_turns")),
+        "{bf:?}"
+    );
+    assert!(
+        d.criteria
+            .iter()
+            .any(|c| c.name == "budget_ok" && c.met == Some(false))
+    );
+}
+
+#[test]
+fn cooldown_keeps_a_trigger_quiet() {
+    let mut policy_text = include_str!("../../../examples/policy.toml").to_string();
+    policy_text = policy_text.replace(
+        "id = \"explicit_request\"\n",
+        "id = \"explicit_request\"\ncooldown = \"10m\"\n",
+    );
+    let policy = Policy::load("p.toml", &policy_text).expect("valid");
+    let now = monday_afternoon();
+    let mut view = ConversationView::new();
+    view.state = State::HandedBack;
+    view.fired.push((
+        "explicit_request".into(),
+        now - SignedDuration::from_mins(5),
+    ));
+    let d = decide(&policy, &DETECTOR, &view, &user("agent please"), now).expect("decision");
+    let t = d
+        .triggers
+        .iter()
+        .find(|t| t.id == "explicit_request")
+        .expect("evaluated");
+    assert!(
+        t.note
+            .as_deref()
+            .is_some_and(|n| n.contains("cooling down")),
+        "{t:?}"
+    );
+    assert_ne!(d.trigger.as_deref(), Some("explicit_request"));
+    let later = decide(
+        &policy,
+        &DETECTOR,
+        &view,
+        &user("agent please"),
+        now + SignedDuration::from_mins(6),
+    )
+    .expect("decision");
+    assert_eq!(later.trigger.as_deref(), Some("explicit_request"));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Whatever the visitor and the bot say, the epoch never goes back, it moves exactly when
+    /// the owner changes, and once a human side owns the conversation the bot never gets
+    /// `continue` again.
+    #[test]
+    fn ownership_invariants(script in prop::collection::vec((any::<bool>(), prop::sample::select(vec![
+        "hi", "how much is it?", "agent please", "this is useless", "Sorry, I didn't understand that.",
+        "we have a budget of $80k, I'm the CEO, need it by next month", "ok", "thanks!", "why was I charged twice",
+    ])), 1..12)) {
+        let mut view = ConversationView::new();
+        let mut at = monday_afternoon();
+        for (is_bot, text) in script {
+            let turn = if is_bot { bot(text, Some(view.epoch)) } else { user(text) };
+            let before = (view.state, view.epoch);
+            match decide(&POLICY, &DETECTOR, &view, &turn, at) {
+                Ok(d) => {
+                    prop_assert!(d.epoch >= before.1);
+                    prop_assert_eq!(d.epoch != before.1, d.state != before.0);
+                    if before.0.human_side() {
+                        prop_assert_eq!(d.action, Outcome::Hold);
+                    }
+                    apply(&mut view, &turn, &d, at);
+                }
+                Err(DecideError::Conflict { state, epoch, .. }) => {
+                    prop_assert!(is_bot && state.human_side());
+                    prop_assert_eq!(epoch, view.epoch);
+                }
+            }
+            at += SignedDuration::from_secs(20);
+        }
+    }
+}
