@@ -37,6 +37,7 @@ pub fn run_case(policy: &Policy, detector: &Detector, case: &TestCase) -> TestRe
             role: role(r),
             text: text.clone(),
             at: case.at.checked_sub(back).unwrap_or(case.at),
+            signals: None,
         });
     }
     view.contact = case.contact.clone().into_iter().collect();

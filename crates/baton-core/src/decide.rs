@@ -72,6 +72,9 @@ pub struct PastTurn {
     pub role: Role,
     pub text: String,
     pub at: Timestamp,
+    /// The message signals computed when the turn arrived ([`Decision::turn_signals`]);
+    /// `None` has them computed again.
+    pub signals: Option<Signals>,
 }
 
 /// What the bot reports about its own turn.
@@ -194,6 +197,9 @@ pub struct Decision {
     /// For the visitor, when the bot should show something.
     pub message: Option<String>,
     pub signals: Signals,
+    /// The signals of the new turn on its own, to store with it and pass back in
+    /// [`PastTurn::signals`] on later turns.
+    pub turn_signals: Option<Signals>,
     /// The policy version used.
     pub policy_hash: String,
     /// Present when the conversation is handed over (or scheduled / followed up).
@@ -237,15 +243,8 @@ fn map(entries: Vec<(&str, Value)>) -> Value {
     Value::from(m)
 }
 
-/// The evaluation context of SPEC §4 for one turn.
-fn context(
-    view: &ConversationView,
-    turn: &NewTurn,
-    sig: &Signals,
-    score: f64,
-    criteria: &[(String, bool)],
-    now: Timestamp,
-) -> Vec<(String, Value)> {
+/// `lead`: the qualification facts, the criteria so far and the score so far.
+fn lead_value(sig: &Signals, score: f64, criteria: &[(String, bool)]) -> Value {
     let q = &sig.qualification;
     let budget = map(vec![
         ("known", Value::Bool(q.budget.is_some())),
@@ -273,7 +272,7 @@ fn context(
         .iter()
         .map(|(k, v)| (k.clone(), Value::Bool(*v)))
         .collect();
-    let lead = map(vec![
+    map(vec![
         ("score", Value::Float(score)),
         ("budget", budget),
         ("timeline", timeline),
@@ -283,7 +282,19 @@ fn context(
             Value::Int(q.company_size.as_ref().map_or(0, |c| c.employees as i64)),
         ),
         ("criteria", Value::from(crit)),
-    ]);
+    ])
+}
+
+/// The evaluation context of SPEC §4 for one turn.
+fn context(
+    view: &ConversationView,
+    turn: &NewTurn,
+    sig: &Signals,
+    score: f64,
+    criteria: &[(String, bool)],
+    now: Timestamp,
+) -> Vec<(String, Value)> {
+    let lead = lead_value(sig, score, criteria);
     let c = &sig.conversation;
     let confidence = turn
         .bot
@@ -489,7 +500,10 @@ pub fn decide(
         role: turn.role,
         text: &turn.text,
     });
-    let mut signals = detector.conversation(&turns, today);
+    let turn_signals = (turn.role == Role::User).then(|| detector.message(&turn.text, today));
+    let mut cached: Vec<Option<&Signals>> = view.turns.iter().map(|t| t.signals.as_ref()).collect();
+    cached.push(turn_signals.as_ref());
+    let mut signals = detector.conversation_cached(&turns, &cached, today);
     if turn.bot.as_ref().is_some_and(|b| b.fallback) && turn.role == Role::Bot {
         signals.conversation.bot_fallbacks_in_row += 1;
         signals.conversation.bot_fallbacks += 1;
@@ -507,6 +521,7 @@ pub fn decide(
         criteria: Vec::new(),
         message: None,
         signals: Signals::default(),
+        turn_signals: None,
         policy_hash: policy.hash.clone(),
         brief: None,
     };
@@ -518,46 +533,42 @@ pub fn decide(
             decision.message = Some(message(policy, "waiting", view, ""));
         }
         decision.signals = signals;
+        decision.turn_signals = turn_signals;
         return Ok(decision);
     }
 
     // Qualification, then scoring, then triggers: each stage can read the one before.
-    let scope = |score: f64, criteria: &[(String, bool)]| {
-        policy
-            .compiler
-            .scope(
-                context(view, turn, &signals, score, criteria, now),
-                policy.calendars.clone(),
-                now,
-            )
-            .ok()
+    // One scope per decision; `lead` is rebound after each stage, since scoring reads the
+    // criteria and triggers read the score.
+    let Ok(mut sc) = policy.compiler.scope(
+        context(view, turn, &signals, 0.0, &[], now),
+        policy.calendars.clone(),
+        now,
+    ) else {
+        decision.signals = signals;
+        decision.turn_signals = turn_signals;
+        return Ok(decision);
     };
     let mut criteria: Vec<(String, bool)> = Vec::new();
-    if let Some(sc) = scope(0.0, &[]) {
-        for c in &policy.qualification {
-            let met = sc.eval_bool(&c.when).ok();
-            decision.criteria.push(CriterionEval {
-                name: c.name.clone(),
-                met,
-            });
-            criteria.push((c.name.clone(), met.unwrap_or(false)));
-        }
+    for c in &policy.qualification {
+        let met = sc.eval_bool(&c.when).ok();
+        decision.criteria.push(CriterionEval {
+            name: c.name.clone(),
+            met,
+        });
+        criteria.push((c.name.clone(), met.unwrap_or(false)));
     }
+    sc.set("lead", lead_value(&signals, 0.0, &criteria));
     let mut score = 0.0;
-    if let Some(sc) = scope(0.0, &criteria) {
-        for r in &policy.scoring {
-            if sc.eval_bool(&r.when).unwrap_or(false) {
-                score += r.points;
-            }
+    for r in &policy.scoring {
+        if sc.eval_bool(&r.when).unwrap_or(false) {
+            score += r.points;
         }
     }
     decision.lead_score = score;
+    sc.set("lead", lead_value(&signals, score, &criteria));
 
     let user_turns = signals.conversation.user_turns as u32;
-    let Some(sc) = scope(score, &criteria) else {
-        decision.signals = signals;
-        return Ok(decision);
-    };
     let mut chosen: Option<usize> = None;
     for (i, t) in policy.triggers.iter().enumerate() {
         let mut eval = TriggerEval {
@@ -614,6 +625,7 @@ pub fn decide(
         }
     }
     decision.signals = signals;
+    decision.turn_signals = turn_signals;
     Ok(decision)
 }
 

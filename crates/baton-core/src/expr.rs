@@ -150,6 +150,11 @@ pub struct Scope {
 }
 
 impl Scope {
+    /// Binds (or rebinds) a top-level name, for stages that read the one before.
+    pub fn set(&mut self, name: &str, value: cel::Value) {
+        self.ctx.add_variable_from_value(name, value);
+    }
+
     /// Evaluates a checked expression.
     pub fn eval(&self, e: &Expr) -> Result<cel::Value, EvalError> {
         e.program

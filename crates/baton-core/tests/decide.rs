@@ -54,6 +54,7 @@ fn apply(
         role: turn.role,
         text: turn.text.clone(),
         at,
+        signals: d.turn_signals.clone(),
     });
     view.state = d.state;
     view.epoch = d.epoch;

@@ -272,6 +272,18 @@ impl Detector {
 
     /// Signals of a conversation as of its last visitor turn.
     pub fn conversation(&self, turns: &[Turn<'_>], today: Date) -> Signals {
+        self.conversation_cached(turns, &[], today)
+    }
+
+    /// [`Detector::conversation`], reusing the message signals already computed for earlier
+    /// turns: `cached[i]`, when present, is what [`Detector::message`] returned for `turns[i]`
+    /// (a service computes each turn's signals once, when it arrives, and stores them).
+    pub fn conversation_cached(
+        &self,
+        turns: &[Turn<'_>],
+        cached: &[Option<&Signals>],
+        today: Date,
+    ) -> Signals {
         let Some(last_user) = turns.iter().rposition(|t| t.role == Role::User) else {
             // No visitor turn: only the bot's behaviour can be read.
             let mut s = Signals::default();
@@ -281,7 +293,10 @@ impl Detector {
         let mut per_turn: Vec<(usize, Signals, Normalized)> = Vec::new();
         for (i, t) in turns.iter().enumerate().take(last_user + 1) {
             if t.role == Role::User {
-                let mut sig = self.message(t.text, today);
+                let mut sig = match cached.get(i).copied().flatten() {
+                    Some(c) => c.clone(),
+                    None => self.message(t.text, today),
+                };
                 for e in &mut sig.evidence {
                     e.turn = i;
                 }
