@@ -7,13 +7,12 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
 
 use baton_detect::{Authority, Detector, Role, Signals, Turn};
-use cel::Value;
 use jiff::Timestamp;
 
 use crate::brief::{Brief, build_brief};
+use crate::expr::{Val, val};
 use crate::policy::{Action, Policy};
 
 /// Who owns the conversation (SPEC §2).
@@ -227,61 +226,44 @@ impl fmt::Display for DecideError {
 
 impl std::error::Error for DecideError {}
 
-fn s(v: &str) -> Value {
-    Value::String(Arc::new(v.to_string()))
-}
-
-fn list(v: &[&str]) -> Value {
-    Value::List(Arc::new(v.iter().map(|x| s(x)).collect()))
-}
-
-fn map(entries: Vec<(&str, Value)>) -> Value {
-    let m: HashMap<String, Value> = entries
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-    Value::from(m)
-}
-
 /// `lead`: the qualification facts, the criteria so far and the score so far.
-fn lead_value(sig: &Signals, score: f64, criteria: &[(String, bool)]) -> Value {
+fn lead_value(sig: &Signals, score: f64, criteria: &[(String, bool)]) -> Val {
     let q = &sig.qualification;
-    let budget = map(vec![
-        ("known", Value::Bool(q.budget.is_some())),
+    let budget = val::object(vec![
+        ("known", val::bool(q.budget.is_some())),
         (
             "amount",
-            Value::Float(q.budget.as_ref().map_or(0.0, |b| b.amount)),
+            val::double(q.budget.as_ref().map_or(0.0, |b| b.amount)),
         ),
         (
             "currency",
-            s(q.budget.as_ref().and_then(|b| b.currency).unwrap_or("")),
+            val::string(q.budget.as_ref().and_then(|b| b.currency).unwrap_or("")),
         ),
         (
             "period",
-            s(q.budget.as_ref().and_then(|b| b.period).unwrap_or("")),
+            val::string(q.budget.as_ref().and_then(|b| b.period).unwrap_or("")),
         ),
     ]);
-    let timeline = map(vec![
-        ("known", Value::Bool(q.timeline.is_some())),
-        (
-            "days",
-            Value::Int(q.timeline.as_ref().map_or(-1, |t| t.days)),
-        ),
+    let timeline = val::object(vec![
+        ("known", val::bool(q.timeline.is_some())),
+        ("days", val::int(q.timeline.as_ref().map_or(-1, |t| t.days))),
     ]);
-    let crit: HashMap<String, Value> = criteria
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::Bool(*v)))
-        .collect();
-    map(vec![
-        ("score", Value::Float(score)),
+    let crit = val::object(
+        criteria
+            .iter()
+            .map(|(k, v)| (k.as_str(), val::bool(*v)))
+            .collect(),
+    );
+    val::object(vec![
+        ("score", val::double(score)),
         ("budget", budget),
         ("timeline", timeline),
-        ("authority", s(q.authority.as_str())),
+        ("authority", val::string(q.authority.as_str())),
         (
             "company_size",
-            Value::Int(q.company_size.as_ref().map_or(0, |c| c.employees as i64)),
+            val::int(q.company_size.as_ref().map_or(0, |c| c.employees as i64)),
         ),
-        ("criteria", Value::from(crit)),
+        ("criteria", crit),
     ])
 }
 
@@ -293,8 +275,7 @@ fn context(
     score: f64,
     criteria: &[(String, bool)],
     now: Timestamp,
-) -> Vec<(String, Value)> {
-    let lead = lead_value(sig, score, criteria);
+) -> Vec<(String, Val)> {
     let c = &sig.conversation;
     let confidence = turn
         .bot
@@ -302,80 +283,73 @@ fn context(
         .and_then(|b| b.confidence)
         .or(view.bot_confidence)
         .unwrap_or(1.0);
-    let signals = map(vec![
-        ("human_request", Value::Bool(sig.human_request)),
-        ("frustration", Value::Bool(sig.frustration)),
-        ("frustration_score", Value::Float(sig.frustration_score)),
-        ("confusion", Value::Bool(sig.confusion)),
-        ("loop", Value::Bool(sig.looping)),
-        ("sentiment", Value::Float(sig.sentiment)),
-        ("sentiment_trend", Value::Float(c.sentiment_trend)),
-        ("intents", list(&sig.intents)),
-        ("topics", list(&sig.topics)),
+    let signals = val::object(vec![
+        ("human_request", val::bool(sig.human_request)),
+        ("frustration", val::bool(sig.frustration)),
+        ("frustration_score", val::double(sig.frustration_score)),
+        ("confusion", val::bool(sig.confusion)),
+        ("loop", val::bool(sig.looping)),
+        ("sentiment", val::double(sig.sentiment)),
+        ("sentiment_trend", val::double(c.sentiment_trend)),
+        ("intents", val::strings(&sig.intents)),
+        ("topics", val::strings(&sig.topics)),
         (
             "bot_fallbacks_in_row",
-            Value::Int(c.bot_fallbacks_in_row as i64),
+            val::int(c.bot_fallbacks_in_row as i64),
         ),
-        ("bot_fallbacks", Value::Int(c.bot_fallbacks as i64)),
-        ("bot_confidence", Value::Float(confidence)),
+        ("bot_fallbacks", val::int(c.bot_fallbacks as i64)),
+        ("bot_confidence", val::double(confidence)),
         (
             "unanswered_questions",
-            Value::Int(c.unanswered_questions as i64),
+            val::int(c.unanswered_questions as i64),
         ),
-        (
-            "repeated_questions",
-            Value::Int(c.repeated_questions as i64),
-        ),
+        ("repeated_questions", val::int(c.repeated_questions as i64)),
     ]);
     let first = view.turns.first().map_or(now, |t| t.at);
-    let conversation = map(vec![
-        ("turns", Value::Int(view.turns.len() as i64 + 1)),
-        ("user_turns", Value::Int(c.user_turns as i64)),
+    let conversation = val::object(vec![
+        ("turns", val::int(view.turns.len() as i64 + 1)),
+        ("user_turns", val::int(c.user_turns as i64)),
         (
             "duration_seconds",
-            Value::Int(now.duration_since(first).as_secs().max(0)),
+            val::int(now.duration_since(first).as_secs().max(0)),
         ),
-        ("page", s(view.page.as_deref().unwrap_or(""))),
+        ("page", val::string(view.page.as_deref().unwrap_or(""))),
+        ("pages_viewed", val::strings(&view.pages_viewed)),
+        ("source", val::string(view.source.as_deref().unwrap_or(""))),
         (
-            "pages_viewed",
-            Value::List(Arc::new(view.pages_viewed.iter().map(|p| s(p)).collect())),
+            "campaign",
+            val::string(view.campaign.as_deref().unwrap_or("")),
         ),
-        ("source", s(view.source.as_deref().unwrap_or(""))),
-        ("campaign", s(view.campaign.as_deref().unwrap_or(""))),
     ]);
-    let get = |m: &HashMap<String, String>, k: &str| s(m.get(k).map_or("", String::as_str));
-    let contact = map(
+    let get =
+        |m: &HashMap<String, String>, k: &str| val::string(m.get(k).map_or("", String::as_str));
+    let contact = val::object(
         ["name", "email", "phone", "company", "location", "time_zone"]
             .iter()
             .map(|k| (*k, get(&view.contact, k)))
             .collect(),
     );
-    let custom: HashMap<String, Value> = view
-        .account
-        .iter()
-        .map(|(k, v)| (k.clone(), s(v)))
-        .collect();
-    let account = map(vec![
+    let account = val::object(vec![
         ("tier", get(&view.account, "tier")),
-        ("custom", Value::from(custom)),
+        ("custom", val::string_map(&view.account)),
     ]);
     let role = if turn.role == Role::Bot {
         "bot"
     } else {
         "user"
     };
-    let turn_v = map(vec![
-        ("role", s(role)),
-        ("text", s(&turn.text)),
-        ("index", Value::Int(view.turns.len() as i64)),
+    let turn_v = val::object(vec![
+        ("role", val::string(role)),
+        ("text", val::string(&turn.text)),
+        ("index", val::int(view.turns.len() as i64)),
     ]);
-    let now_v = map(vec![
-        ("unix", Value::Int(now.as_second())),
-        ("iso", s(&now.to_string())),
+    let now_v = val::object(vec![
+        ("unix", val::int(now.as_second())),
+        ("iso", val::string(&now.to_string())),
     ]);
     vec![
         ("signals".into(), signals),
-        ("lead".into(), lead),
+        ("lead".into(), lead_value(sig, score, criteria)),
         ("conversation".into(), conversation),
         ("contact".into(), contact),
         ("account".into(), account),

@@ -131,6 +131,62 @@ impl Expr {
     }
 }
 
+/// A value bound in a [`Scope`], built directly in the interpreter's representation.
+pub type Val = Box<dyn cel::common::value::Val + 'static>;
+
+/// Builders for [`Val`]s: the context is rebuilt for every decision, so it is built without an
+/// intermediate tree.
+pub mod val {
+    use std::collections::HashMap;
+
+    use cel::common::types::{CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelString};
+
+    use super::Val;
+
+    pub fn bool(b: bool) -> Val {
+        Box::new(CelBool::from(b))
+    }
+
+    pub fn int(i: i64) -> Val {
+        Box::new(CelInt::from(i))
+    }
+
+    pub fn double(d: f64) -> Val {
+        Box::new(CelDouble::from(d))
+    }
+
+    pub fn string(s: &str) -> Val {
+        Box::new(CelString::from(s.to_string()))
+    }
+
+    pub fn strings<S: AsRef<str>>(items: &[S]) -> Val {
+        Box::new(CelList::from(
+            items
+                .iter()
+                .map(|s| string(s.as_ref()))
+                .collect::<Vec<Val>>(),
+        ))
+    }
+
+    /// A map with string keys.
+    pub fn object(fields: Vec<(&str, Val)>) -> Val {
+        let m: HashMap<CelMapKey<'static>, Val> = fields
+            .into_iter()
+            .map(|(k, v)| (CelMapKey::from(k.to_string()), v))
+            .collect();
+        Box::new(CelMap::from(m))
+    }
+
+    /// A map with string keys and string values.
+    pub fn string_map<'a>(entries: impl IntoIterator<Item = (&'a String, &'a String)>) -> Val {
+        let m: HashMap<CelMapKey<'static>, Val> = entries
+            .into_iter()
+            .map(|(k, v)| (CelMapKey::from(k.clone()), string(v)))
+            .collect();
+        Box::new(CelMap::from(m))
+    }
+}
+
 /// An expression failed at evaluation time (a missing optional value, a division by zero).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EvalError(pub String);
@@ -151,8 +207,8 @@ pub struct Scope {
 
 impl Scope {
     /// Binds (or rebinds) a top-level name, for stages that read the one before.
-    pub fn set(&mut self, name: &str, value: cel::Value) {
-        self.ctx.add_variable_from_value(name, value);
+    pub fn set(&mut self, name: &str, value: Val) {
+        self.ctx.add_variable_as_val(name, value);
     }
 
     /// Evaluates a checked expression.
@@ -209,7 +265,7 @@ impl Compiler {
     /// answering for `now` from `calendars`.
     pub fn scope(
         &self,
-        values: impl IntoIterator<Item = (String, cel::Value)>,
+        values: impl IntoIterator<Item = (String, Val)>,
         calendars: Arc<BTreeMap<String, crate::hours::Calendar>>,
         now: jiff::Timestamp,
     ) -> Result<Scope, EvalError> {
@@ -223,7 +279,7 @@ impl Compiler {
             cel::Value::Map(std::collections::HashMap::<String, cel::Value>::new().into()),
         );
         for (k, v) in values {
-            ctx.add_variable_from_value(k, v);
+            ctx.add_variable_as_val(k, v);
         }
         Ok(Scope { ctx })
     }
@@ -649,7 +705,6 @@ mod tests {
 
     #[test]
     fn evaluates_in_a_scope_with_calendars() {
-        use std::collections::HashMap;
         let c = compiler();
         let e = c
             .compile(
@@ -673,15 +728,13 @@ mod tests {
         );
         let cals = Arc::new(cals);
         let signals = |frustrated: bool| {
-            let mut m: HashMap<String, cel::Value> = HashMap::new();
-            m.insert("frustration".into(), cel::Value::Bool(frustrated));
-            m.insert(
-                "intents".into(),
-                cel::Value::List(Arc::new(vec![cel::Value::String(Arc::new(
-                    "pricing".into(),
-                ))])),
-            );
-            vec![("signals".to_string(), cel::Value::from(m))]
+            vec![(
+                "signals".to_string(),
+                val::object(vec![
+                    ("frustration", val::bool(frustrated)),
+                    ("intents", val::strings(&["pricing"])),
+                ]),
+            )]
         };
         let monday_noon: jiff::Timestamp = "2026-11-23T12:00:00Z".parse().expect("ts");
         let saturday: jiff::Timestamp = "2026-11-21T12:00:00Z".parse().expect("ts");
