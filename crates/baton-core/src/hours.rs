@@ -50,10 +50,6 @@ impl Interval {
         Ok(Interval { start, end })
     }
 
-    fn contains(&self, t: Time) -> bool {
-        t >= self.start && self.end.is_none_or(|e| t < e)
-    }
-
     fn overlaps(&self, other: &Interval) -> bool {
         let end_a = self.end.unwrap_or(Time::MAX);
         let end_b = other.end.unwrap_or(Time::MAX);
@@ -160,11 +156,17 @@ impl Calendar {
     }
 
     /// Whether the calendar is open at `at`.
+    ///
+    /// The open spans (instants) are the one definition of "open", shared with `next_open` and
+    /// the durations: when clocks go back, an interval covers the instants from the first
+    /// occurrence of its start to its end; when they go forward, an interval that starts in the
+    /// skipped hour starts when the clocks resume.
     pub fn is_open(&self, at: Timestamp) -> bool {
-        let local = at.to_zoned(self.tz.clone());
-        self.intervals_on(local.date())
-            .iter()
-            .any(|i| i.contains(local.time()))
+        let date = at.to_zoned(self.tz.clone()).date();
+        [date.yesterday().ok(), Some(date)]
+            .into_iter()
+            .flatten()
+            .any(|d| self.open_spans(d).iter().any(|(s, e)| *s <= at && at < *e))
     }
 
     /// The open stretches of local day `date`, as instants.
@@ -332,6 +334,18 @@ mod tests {
             c.next_open(ts("2026-10-23T17:00:00Z")),
             Some(ts("2026-10-26T08:00:00Z"))
         );
+    }
+
+    #[test]
+    fn the_repeated_hour_when_clocks_go_back_is_consistent() {
+        // London, 31 October 2027: 01:00-02:00 happens twice. The interval opens at the first
+        // 01:30 (00:30Z) and closes at 02:30 (02:30Z); every answer agrees with that.
+        let night: &[&str] = &["01:30-02:30"];
+        let c = Calendar::new("Europe/London", [night; 7], &[]).expect("valid");
+        let at = ts("2027-10-31T01:00:00Z");
+        assert!(c.is_open(at));
+        assert_eq!(c.next_open(at), Some(at));
+        assert_eq!(c.open_duration(ts("2027-10-31T00:00:00Z"), ts("2027-10-31T03:00:00Z")), SignedDuration::from_hours(2));
     }
 
     #[test]
