@@ -345,7 +345,10 @@ mod tests {
         let at = ts("2027-10-31T01:00:00Z");
         assert!(c.is_open(at));
         assert_eq!(c.next_open(at), Some(at));
-        assert_eq!(c.open_duration(ts("2027-10-31T00:00:00Z"), ts("2027-10-31T03:00:00Z")), SignedDuration::from_hours(2));
+        assert_eq!(
+            c.open_duration(ts("2027-10-31T00:00:00Z"), ts("2027-10-31T03:00:00Z")),
+            SignedDuration::from_hours(2)
+        );
     }
 
     #[test]
