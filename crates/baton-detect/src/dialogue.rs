@@ -1,8 +1,6 @@
 //! Signals over the turns: loops (the visitor repeats or rephrases, corrects the bot, or the bot
 //! repeats itself or fails), bot fallbacks in a row, unanswered questions, sentiment trend.
 
-use std::collections::HashSet;
-
 use crate::rules::{RuleSet, alt};
 use crate::text::Normalized;
 
@@ -64,10 +62,32 @@ const STOP: &[&str] = &[
     "from",
 ];
 
-fn content_words(n: &Normalized) -> HashSet<&str> {
-    n.words()
+/// The content words of a message, sorted and without repeats.
+fn content_words(n: &Normalized) -> Vec<&str> {
+    let mut v: Vec<&str> = n
+        .words()
         .filter(|w| !STOP.contains(w) && w.len() > 1)
-        .collect()
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// Size of the intersection of two sorted, deduplicated lists.
+fn common(a: &[&str], b: &[&str]) -> usize {
+    let (mut i, mut j, mut n) = (0, 0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                n += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    n
 }
 
 /// How alike two messages are, by their content words (Jaccard), 0 when either is too short.
@@ -80,9 +100,9 @@ pub(crate) fn similarity(a: &Normalized, b: &Normalized) -> f64 {
             0.0
         };
     }
-    let inter = x.intersection(&y).count() as f64;
-    let union = x.union(&y).count() as f64;
-    inter / union
+    let inter = common(&x, &y);
+    let union = x.len() + y.len() - inter;
+    inter as f64 / union as f64
 }
 
 pub(crate) fn is_question(n: &Normalized) -> bool {

@@ -164,12 +164,31 @@ pub(crate) fn correct(word: &str) -> Option<&'static str> {
     if !(4..=16).contains(&len) || !word.is_ascii() || word.bytes().any(|b| b.is_ascii_digit()) {
         return None;
     }
+    // Most words are far from every key word: rule them out by first letters and length
+    // before any lookup.
+    static NEAR: std::sync::LazyLock<[[bool; 18]; 26]> = std::sync::LazyLock::new(|| {
+        let mut t = [[false; 18]; 26];
+        for k in KEY_WORDS {
+            let b = k.as_bytes();
+            for first in [b[0], b[1]] {
+                if first.is_ascii_lowercase() {
+                    for l in b.len().saturating_sub(1)..=(b.len() + 1).min(17) {
+                        t[(first - b'a') as usize][l] = true;
+                    }
+                }
+            }
+        }
+        t
+    });
+    let first = word.as_bytes()[0];
+    if !first.is_ascii_lowercase() || !NEAR[(first - b'a') as usize][len] {
+        return None;
+    }
     static PROTECTED_SET: std::sync::LazyLock<std::collections::HashSet<&'static str>> =
         std::sync::LazyLock::new(|| PROTECTED.iter().copied().collect());
     if KEY_WORDS.binary_search(&word).is_ok() || PROTECTED_SET.contains(word) {
         return None;
     }
-    let first = word.as_bytes()[0];
     KEY_WORDS.iter().copied().find(|key| {
         let kb = key.as_bytes();
         if kb.len().abs_diff(len) > 1 {
