@@ -172,8 +172,9 @@ pub(crate) fn correct(word: &str) -> Option<&'static str> {
             let b = k.as_bytes();
             for first in [b[0], b[1]] {
                 if first.is_ascii_lowercase() {
-                    for l in b.len().saturating_sub(1)..=(b.len() + 1).min(17) {
-                        t[(first - b'a') as usize][l] = true;
+                    let row = &mut t[(first - b'a') as usize];
+                    for cell in &mut row[b.len().saturating_sub(1)..=(b.len() + 1).min(17)] {
+                        *cell = true;
                     }
                 }
             }
