@@ -287,56 +287,58 @@ impl Detector {
         let Some(last_user) = turns.iter().rposition(|t| t.role == Role::User) else {
             // No visitor turn: only the bot's behaviour can be read.
             let mut s = Signals::default();
-            self.read_bot_turns(turns, &mut s);
+            let norms: Vec<Normalized> = turns.iter().map(|t| Normalized::new(t.text)).collect();
+            self.read_bot_turns(turns, &norms, &mut s);
             return s;
         };
-        let mut per_turn: Vec<(usize, Signals, Normalized)> = Vec::new();
-        for (i, t) in turns.iter().enumerate().take(last_user + 1) {
+        // Every turn is normalised once, for the loop and the bot readings alike.
+        let turns = &turns[..=last_user];
+        let norms: Vec<Normalized> = turns.iter().map(|t| Normalized::new(t.text)).collect();
+        let mut per_turn: Vec<(usize, Cow<'_, Signals>, &Normalized)> = Vec::new();
+        for (i, t) in turns.iter().enumerate() {
             if t.role == Role::User {
-                let mut sig = match cached.get(i).copied().flatten() {
-                    Some(c) => c.clone(),
-                    None => self.message(t.text, today),
+                let sig = match cached.get(i).copied().flatten() {
+                    Some(c) => Cow::Borrowed(c),
+                    None => Cow::Owned(self.message(t.text, today)),
                 };
-                for e in &mut sig.evidence {
-                    e.turn = i;
-                }
-                per_turn.push((i, sig, Normalized::new(t.text)));
+                per_turn.push((i, sig, &norms[i]));
             }
         }
-        let Some((_, last, _)) = per_turn.last() else {
+        let Some((last_i, last, _)) = per_turn.last() else {
             return Signals::default();
         };
-        let mut s = last.clone();
+        let last_i = *last_i;
+        let mut s = Signals {
+            evidence: Vec::new(),
+            ..(**last).clone()
+        };
         let recent = &per_turn[per_turn.len().saturating_sub(3)..];
         s.frustration = recent.iter().any(|(_, t, _)| t.frustration);
         s.confusion = per_turn[per_turn.len().saturating_sub(2)..]
             .iter()
             .any(|(_, t, _)| t.confusion);
         s.human_request = per_turn.iter().any(|(_, t, _)| t.human_request);
-        s.evidence.clear();
-        for (_, t, _) in &per_turn {
-            s.evidence.extend(
-                t.evidence
-                    .iter()
-                    .filter(|e| {
-                        matches!(
-                            e.signal,
-                            "human_request" | "frustration" | "confusion" | "loop"
-                        )
-                    })
-                    .cloned(),
-            );
+        let flag = |e: &&Evidence| {
+            matches!(
+                e.signal,
+                "human_request" | "frustration" | "confusion" | "loop"
+            )
+        };
+        let at_turn = |i: usize| {
+            move |e: &Evidence| Evidence {
+                turn: i,
+                ..e.clone()
+            }
+        };
+        for (i, t, _) in &per_turn {
+            s.evidence
+                .extend(t.evidence.iter().filter(flag).map(at_turn(*i)));
         }
         s.evidence.extend(
             last.evidence
                 .iter()
-                .filter(|e| {
-                    !matches!(
-                        e.signal,
-                        "human_request" | "frustration" | "confusion" | "loop"
-                    )
-                })
-                .cloned(),
+                .filter(|e| !flag(e))
+                .map(at_turn(last_i)),
         );
         // Facts stated earlier stay known: take each from the latest turn that gave it.
         for (_, t, _) in per_turn.iter().rev() {
@@ -395,7 +397,7 @@ impl Detector {
             .any(|(_, t, _)| t.looping);
         s.conversation.user_turns = per_turn.len();
 
-        self.read_bot_turns(&turns[..=last_user], &mut s);
+        self.read_bot_turns(turns, &norms, &mut s);
 
         let sentiments: Vec<f64> = per_turn.iter().map(|(_, t, _)| t.sentiment).collect();
         let last_sent = sentiments[sentiments.len() - 1];
@@ -415,12 +417,12 @@ impl Detector {
     }
 
     /// Bot fallbacks, the bot repeating itself, and questions left unanswered.
-    fn read_bot_turns(&self, turns: &[Turn<'_>], s: &mut Signals) {
+    fn read_bot_turns(&self, turns: &[Turn<'_>], norms: &[Normalized], s: &mut Signals) {
         let mut in_row = 0;
         let mut total = 0;
         let mut unanswered = 0;
         let mut open_question = false;
-        let mut prev_bot: Option<Normalized> = None;
+        let mut prev_bot: Option<&Normalized> = None;
         let mut bot_repeats = false;
         for (i, t) in turns.iter().enumerate() {
             match t.role {
@@ -428,10 +430,10 @@ impl Detector {
                     if open_question {
                         unanswered += 1;
                     }
-                    open_question = dialogue::is_question(&Normalized::new(t.text));
+                    open_question = dialogue::is_question(&norms[i]);
                 }
                 Role::Bot => {
-                    let n = Normalized::new(t.text);
+                    let n = &norms[i];
                     let hits = self.fallbacks.hits(&n.norm);
                     if hits.is_empty() {
                         in_row = 0;
@@ -440,14 +442,14 @@ impl Detector {
                         in_row += 1;
                         total += 1;
                         for h in &hits {
-                            let mut e = h.evidence(&n, t.text, "bot_fallback", None);
+                            let mut e = h.evidence(n, t.text, "bot_fallback", None);
                             e.turn = i;
                             s.evidence.push(e);
                         }
                     }
                     if let Some(p) = &prev_bot
                         && n.word_count() >= 4
-                        && dialogue::similarity(p, &n) >= 0.8
+                        && dialogue::similarity(p, n) >= 0.8
                     {
                         bot_repeats = true;
                         s.evidence.push(Evidence {

@@ -299,7 +299,9 @@ pub(crate) fn timeline(text: &str, entities: &[Entity], today: Date) -> Option<T
         let date = match e.kind {
             EntityType::Date => resolve_date(&e.value, text_before(text, e.span.start), today),
             EntityType::Duration if duration_as_deadline(text_before(text, e.span.start)) => {
-                duration_days(&e.value).and_then(|d| today.checked_add(d.days()).ok())
+                duration_days(&e.value)
+                    .and_then(|d| jiff::Span::new().try_days(d).ok())
+                    .and_then(|span| today.checked_add(span).ok())
             }
             _ => None,
         };
