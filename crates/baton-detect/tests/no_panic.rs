@@ -90,6 +90,29 @@ fn nasty() -> impl Strategy<Value = String> {
         "quarter",
         "I'm",
         "CTO",
+        "99999999999999999999",
+        "years",
+        "weeks",
+        "in",
+        "within",
+        "by",
+        "end of",
+        "Q4 9999",
+        "31/02/2027",
+        "$99999999999999999999999k",
+        "March 99",
+        "9999-12-31",
+        "0000-01-01",
+        "Friday",
+        "ASAP",
+        "budget",
+        "employees",
+        "team of",
+        "1e308",
+        "-5",
+        "1,000,000,000,000,000",
+        "at 13pm",
+        "25:99",
     ]);
     prop::collection::vec(
         prop_oneof![pieces.prop_map(String::from), any::<String>()],
@@ -99,7 +122,7 @@ fn nasty() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(400))]
+    #![proptest_config(ProptestConfig::with_cases(std::env::var("BATON_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(400)))]
 
     #[test]
     fn any_message(text in any::<String>()) {
