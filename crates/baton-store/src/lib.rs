@@ -1,0 +1,443 @@
+//! Baton's durable state behind one narrow interface, [`Store`], with two implementations:
+//! [`SqliteStore`] (an embedded file, the default) and [`PgStore`] (PostgreSQL, for several
+//! nodes). Each has its own migrations, run by [`Store::migrate`] at start.
+//!
+//! The store knows rows, not the engine's types: decisions, traces and briefs arrive as JSON
+//! text produced at the edge, so this crate depends on neither the detectors nor serde.
+//!
+//! Concurrency: a turn is committed with the epoch its decision was made on. The conversation
+//! row is updated with a compare-and-set on that epoch, and its turn counter gives each turn its
+//! sequence number in the same statement, so two writers can never interleave a turn, and a
+//! writer holding a stale epoch gets [`Commit::Conflict`] and changes nothing.
+
+use std::future::Future;
+
+/// What went wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database URL {0:?} (use sqlite://PATH or postgres://...)")]
+    Url(String),
+}
+
+/// A stored turn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TurnRow {
+    pub seq: i64,
+    pub role: String,
+    pub text: String,
+    /// RFC 3339.
+    pub at: String,
+    /// The turn's own signals, as JSON, when they were computed.
+    pub signals: Option<String>,
+}
+
+/// A stored decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecisionRow {
+    pub seq: i64,
+    pub action: String,
+    pub epoch: i64,
+    pub trigger: Option<String>,
+    pub reason: Option<String>,
+    pub policy_hash: String,
+    /// The full trace, as JSON.
+    pub trace: String,
+    pub at: String,
+}
+
+/// A conversation with its turns and decisions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationRow {
+    pub id: String,
+    pub state: String,
+    pub epoch: i64,
+    /// JSON objects of strings.
+    pub contact: String,
+    pub account: String,
+    pub page: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub turns: Vec<TurnRow>,
+    pub decisions: Vec<DecisionRow>,
+}
+
+/// A handoff as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandoffRow {
+    pub id: String,
+    pub conversation_id: String,
+    pub seq: i64,
+    pub trigger: Option<String>,
+    pub reason: Option<String>,
+    pub priority: Option<i64>,
+    pub state: String,
+    /// The brief, as JSON.
+    pub brief: String,
+    pub created_at: String,
+}
+
+/// A new turn with its decision, committed together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTurn {
+    pub conversation_id: String,
+    /// The epoch the decision was made on; the commit fails if it moved.
+    pub expected_epoch: i64,
+    /// The conversation's owner and epoch after this turn.
+    pub state: String,
+    pub epoch: i64,
+    pub contact: String,
+    pub account: String,
+    pub page: Option<String>,
+    pub role: String,
+    pub text: String,
+    pub at: String,
+    pub signals: Option<String>,
+    pub action: String,
+    pub trigger: Option<String>,
+    pub reason: Option<String>,
+    pub priority: Option<i64>,
+    pub policy_hash: String,
+    pub trace: String,
+    /// A handoff this turn created: its id and brief.
+    pub handoff: Option<(String, String)>,
+    /// `(key, request hash, response)` to answer a retry with.
+    pub idempotency: Option<(String, String, String)>,
+}
+
+/// The outcome of committing a turn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Commit {
+    /// Stored, with its sequence number in the conversation.
+    Done { seq: i64 },
+    /// The conversation's epoch moved: nothing was stored.
+    Conflict { state: String, epoch: i64 },
+    /// The idempotency key was used meanwhile: nothing was stored; answer with this.
+    Replay {
+        request_hash: String,
+        response: String,
+    },
+}
+
+/// Baton's durable state.
+pub trait Store: Send + Sync + 'static {
+    /// Runs the migrations this build carries that the database has not seen.
+    fn migrate(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// A conversation with its turns and decisions, or `None`.
+    fn conversation(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<ConversationRow>, StoreError>> + Send;
+    /// Commits a turn, its decision and what it created, all or nothing.
+    fn commit_turn(&self, t: &NewTurn) -> impl Future<Output = Result<Commit, StoreError>> + Send;
+    /// The stored answer to a retried request: `(request hash, response)`.
+    fn idempotent(
+        &self,
+        conversation_id: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<(String, String)>, StoreError>> + Send;
+    /// Handoffs, newest first.
+    fn handoffs(
+        &self,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<HandoffRow>, StoreError>> + Send;
+    fn handoff(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<HandoffRow>, StoreError>> + Send;
+    /// Stores an API key's hash; the key itself is never stored.
+    fn create_key(
+        &self,
+        key_hash: &str,
+        name: &str,
+        role: &str,
+        at: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// `(name, role)` of the key with this hash.
+    fn find_key(
+        &self,
+        key_hash: &str,
+    ) -> impl Future<Output = Result<Option<(String, String)>, StoreError>> + Send;
+}
+
+macro_rules! store_impl {
+    ($name:ident, $db:ty, $migrations:literal) => {
+        impl Store for $name {
+            async fn migrate(&self) -> Result<(), StoreError> {
+                sqlx::migrate!($migrations).run(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn conversation(&self, id: &str) -> Result<Option<ConversationRow>, StoreError> {
+                let Some(c) = sqlx::query_as::<_, (String, String, i64, String, String, Option<String>, String, String)>(
+                    "SELECT id, state, epoch, contact, account, page, created_at, updated_at FROM conversations WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?
+                else {
+                    return Ok(None);
+                };
+                let turns = sqlx::query_as::<_, (i64, String, String, String, Option<String>)>(
+                    "SELECT seq, role, text, at, signals FROM turns WHERE conversation_id = $1 ORDER BY seq",
+                )
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .map(|(seq, role, text, at, signals)| TurnRow { seq, role, text, at, signals })
+                .collect();
+                let decisions = sqlx::query_as::<_, (i64, String, i64, Option<String>, Option<String>, String, String, String)>(
+                    "SELECT seq, action, epoch, trigger_id, reason, policy_hash, trace, at FROM decisions WHERE conversation_id = $1 ORDER BY seq",
+                )
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .map(|(seq, action, epoch, trigger, reason, policy_hash, trace, at)| DecisionRow { seq, action, epoch, trigger, reason, policy_hash, trace, at })
+                .collect();
+                Ok(Some(ConversationRow {
+                    id: c.0,
+                    state: c.1,
+                    epoch: c.2,
+                    contact: c.3,
+                    account: c.4,
+                    page: c.5,
+                    created_at: c.6,
+                    updated_at: c.7,
+                    turns,
+                    decisions,
+                }))
+            }
+
+            async fn commit_turn(&self, t: &NewTurn) -> Result<Commit, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                if let Some((key, _, _)) = &t.idempotency {
+                    let seen = sqlx::query_as::<_, (String, String)>("SELECT request_hash, response FROM idempotency WHERE conversation_id = $1 AND key = $2")
+                        .bind(&t.conversation_id)
+                        .bind(key)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if let Some((request_hash, response)) = seen {
+                        return Ok(Commit::Replay { request_hash, response });
+                    }
+                }
+                // The first turn creates the conversation at epoch 0.
+                sqlx::query(
+                    "INSERT INTO conversations (id, state, epoch, contact, account, page, turn_count, created_at, updated_at) \
+                     VALUES ($1, 'bot', 0, '{}', '{}', NULL, 0, $2, $2) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(&t.conversation_id)
+                .bind(&t.at)
+                .execute(&mut *tx)
+                .await?;
+                // Compare-and-set on the epoch; the turn counter numbers the turn.
+                let updated = sqlx::query_as::<_, (i64,)>(
+                    "UPDATE conversations SET state = $1, epoch = $2, contact = $3, account = $4, page = COALESCE($5, page), \
+                     turn_count = turn_count + 1, updated_at = $6 WHERE id = $7 AND epoch = $8 RETURNING turn_count",
+                )
+                .bind(&t.state)
+                .bind(t.epoch)
+                .bind(&t.contact)
+                .bind(&t.account)
+                .bind(&t.page)
+                .bind(&t.at)
+                .bind(&t.conversation_id)
+                .bind(t.expected_epoch)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((count,)) = updated else {
+                    let (state, epoch) = sqlx::query_as::<_, (String, i64)>("SELECT state, epoch FROM conversations WHERE id = $1")
+                        .bind(&t.conversation_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    tx.rollback().await?;
+                    return Ok(Commit::Conflict { state, epoch });
+                };
+                let seq = count - 1;
+                sqlx::query("INSERT INTO turns (conversation_id, seq, role, text, at, signals) VALUES ($1, $2, $3, $4, $5, $6)")
+                    .bind(&t.conversation_id)
+                    .bind(seq)
+                    .bind(&t.role)
+                    .bind(&t.text)
+                    .bind(&t.at)
+                    .bind(&t.signals)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO decisions (conversation_id, seq, action, epoch, trigger_id, reason, policy_hash, trace, at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(&t.conversation_id)
+                .bind(seq)
+                .bind(&t.action)
+                .bind(t.epoch)
+                .bind(&t.trigger)
+                .bind(&t.reason)
+                .bind(&t.policy_hash)
+                .bind(&t.trace)
+                .bind(&t.at)
+                .execute(&mut *tx)
+                .await?;
+                if let Some((id, brief)) = &t.handoff {
+                    sqlx::query(
+                        "INSERT INTO handoffs (id, conversation_id, seq, trigger_id, reason, priority, state, brief, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    )
+                    .bind(id)
+                    .bind(&t.conversation_id)
+                    .bind(seq)
+                    .bind(&t.trigger)
+                    .bind(&t.reason)
+                    .bind(t.priority)
+                    .bind(&t.state)
+                    .bind(brief)
+                    .bind(&t.at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                if let Some((key, hash, response)) = &t.idempotency {
+                    sqlx::query("INSERT INTO idempotency (conversation_id, key, request_hash, response, created_at) VALUES ($1, $2, $3, $4, $5)")
+                        .bind(&t.conversation_id)
+                        .bind(key)
+                        .bind(hash)
+                        .bind(response)
+                        .bind(&t.at)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(Commit::Done { seq })
+            }
+
+            async fn idempotent(&self, conversation_id: &str, key: &str) -> Result<Option<(String, String)>, StoreError> {
+                Ok(sqlx::query_as::<_, (String, String)>("SELECT request_hash, response FROM idempotency WHERE conversation_id = $1 AND key = $2")
+                    .bind(conversation_id)
+                    .bind(key)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn handoffs(&self, limit: i64) -> Result<Vec<HandoffRow>, StoreError> {
+                Ok(sqlx::query_as::<_, (String, String, i64, Option<String>, Option<String>, Option<i64>, String, String, String)>(
+                    "SELECT id, conversation_id, seq, trigger_id, reason, priority, state, brief, created_at FROM handoffs ORDER BY created_at DESC, id DESC LIMIT $1",
+                )
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .map(handoff_row)
+                .collect())
+            }
+
+            async fn handoff(&self, id: &str) -> Result<Option<HandoffRow>, StoreError> {
+                Ok(sqlx::query_as::<_, (String, String, i64, Option<String>, Option<String>, Option<i64>, String, String, String)>(
+                    "SELECT id, conversation_id, seq, trigger_id, reason, priority, state, brief, created_at FROM handoffs WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?
+                .map(handoff_row))
+            }
+
+            async fn create_key(&self, key_hash: &str, name: &str, role: &str, at: &str) -> Result<(), StoreError> {
+                sqlx::query("INSERT INTO api_keys (key_hash, name, role, created_at) VALUES ($1, $2, $3, $4)")
+                    .bind(key_hash)
+                    .bind(name)
+                    .bind(role)
+                    .bind(at)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn find_key(&self, key_hash: &str) -> Result<Option<(String, String)>, StoreError> {
+                Ok(sqlx::query_as::<_, (String, String)>("SELECT name, role FROM api_keys WHERE key_hash = $1")
+                    .bind(key_hash)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+        }
+    };
+}
+
+type HandoffTuple = (
+    String,
+    String,
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    String,
+    String,
+    String,
+);
+
+fn handoff_row(r: HandoffTuple) -> HandoffRow {
+    HandoffRow {
+        id: r.0,
+        conversation_id: r.1,
+        seq: r.2,
+        trigger: r.3,
+        reason: r.4,
+        priority: r.5,
+        state: r.6,
+        brief: r.7,
+        created_at: r.8,
+    }
+}
+
+/// The embedded default: one SQLite file in WAL mode with full synchronous commits, so every
+/// acknowledged write survives a crash of the process or of the machine.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: sqlx::SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path`.
+    pub async fn open(path: &std::path::Path) -> Result<SqliteStore, StoreError> {
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+            .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(std::time::Duration::from_secs(10));
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        Ok(SqliteStore { pool })
+    }
+}
+
+/// PostgreSQL, shared by several Baton nodes.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: sqlx::PgPool,
+}
+
+impl PgStore {
+    pub async fn connect(url: &str) -> Result<PgStore, StoreError> {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(StoreError::Url(url.to_string()));
+        }
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(16)
+            .connect(url)
+            .await?;
+        Ok(PgStore { pool })
+    }
+
+    /// Closes every connection (a database can be dropped only once nobody uses it).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+store_impl!(SqliteStore, sqlx::Sqlite, "migrations/sqlite");
+store_impl!(PgStore, sqlx::Postgres, "migrations/postgres");

@@ -1,0 +1,272 @@
+//! The same store stories on SQLite (always) and PostgreSQL (when BATON_TEST_DATABASE_URL is
+//! set; BATON_REQUIRE_PG=1 makes its absence a failure). Each test gets its own database.
+
+use baton_store::{Commit, NewTurn, PgStore, SqliteStore, Store};
+
+fn turn(conversation: &str, expected_epoch: i64, epoch: i64, state: &str, text: &str) -> NewTurn {
+    NewTurn {
+        conversation_id: conversation.into(),
+        expected_epoch,
+        state: state.into(),
+        epoch,
+        contact: r#"{"name":"Alex"}"#.into(),
+        account: "{}".into(),
+        page: Some("/pricing".into()),
+        role: "user".into(),
+        text: text.into(),
+        at: "2026-11-23T15:00:00Z".into(),
+        signals: Some(r#"{"human_request":false}"#.into()),
+        action: "continue".into(),
+        trigger: None,
+        reason: None,
+        priority: None,
+        policy_hash: "abc".into(),
+        trace: "{}".into(),
+        handoff: None,
+        idempotency: None,
+    }
+}
+
+mod tempdir {
+    pub struct Dir {
+        pub path: std::path::PathBuf,
+    }
+
+    impl Dir {
+        pub fn new() -> Dir {
+            let path = std::env::temp_dir().join(format!(
+                "baton-store-{}-{}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos())
+            ));
+            std::fs::create_dir_all(&path).expect("temp dir");
+            Dir { path }
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+async fn sqlite() -> (SqliteStore, tempdir::Dir) {
+    let dir = tempdir::Dir::new();
+    let s = SqliteStore::open(&dir.path.join("baton.db"))
+        .await
+        .expect("open sqlite");
+    s.migrate().await.expect("migrate");
+    (s, dir)
+}
+
+/// A fresh PostgreSQL database for one test, or `None` (with a notice) when none is configured;
+/// [`drop_pg`] removes it.
+async fn postgres(test: &str) -> Option<(PgStore, sqlx::PgPool, String)> {
+    let Ok(url) = std::env::var("BATON_TEST_DATABASE_URL") else {
+        assert!(
+            std::env::var("BATON_REQUIRE_PG").is_err(),
+            "BATON_REQUIRE_PG is set but BATON_TEST_DATABASE_URL is not"
+        );
+        eprintln!(
+            "notice: BATON_TEST_DATABASE_URL is not set; skipping the PostgreSQL run of {test}"
+        );
+        return None;
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let name = format!("baton_{test}_{}_{nanos}", std::process::id());
+    let admin = sqlx::PgPool::connect(&url)
+        .await
+        .expect("connect to PostgreSQL");
+    // The name is built from a test function name and numbers only.
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .expect("create test database");
+    let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
+    let s = PgStore::connect(&format!("{base}/{name}"))
+        .await
+        .expect("connect test database");
+    s.migrate().await.expect("migrate");
+    Some((s, admin, name))
+}
+
+async fn drop_pg((s, admin, name): (PgStore, sqlx::PgPool, String)) {
+    s.close().await;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&admin)
+    .await
+    .expect("drop test database");
+}
+
+async fn first_turn_creates_the_conversation(s: &impl Store) {
+    assert!(s.conversation("c1").await.expect("load").is_none());
+    assert_eq!(
+        s.commit_turn(&turn("c1", 0, 0, "bot", "hello"))
+            .await
+            .expect("commit"),
+        Commit::Done { seq: 0 }
+    );
+    assert_eq!(
+        s.commit_turn(&turn("c1", 0, 0, "bot", "how much is it?"))
+            .await
+            .expect("commit"),
+        Commit::Done { seq: 1 }
+    );
+    let c = s.conversation("c1").await.expect("load").expect("exists");
+    assert_eq!((c.state.as_str(), c.epoch), ("bot", 0));
+    assert_eq!(
+        c.turns.iter().map(|t| t.text.as_str()).collect::<Vec<_>>(),
+        ["hello", "how much is it?"]
+    );
+    assert_eq!(c.decisions.len(), 2);
+    assert_eq!(c.page.as_deref(), Some("/pricing"));
+    assert!(c.contact.contains("Alex"));
+}
+
+async fn a_stale_epoch_conflicts_and_stores_nothing(s: &impl Store) {
+    let mut handoff = turn("c2", 0, 1, "queued", "agent please");
+    handoff.action = "handoff".into();
+    handoff.trigger = Some("explicit_request".into());
+    handoff.handoff = Some(("h-1".into(), r#"{"summary":["asked for a person"]}"#.into()));
+    assert_eq!(
+        s.commit_turn(&handoff).await.expect("commit"),
+        Commit::Done { seq: 0 }
+    );
+    // A writer still at epoch 0 is refused, and told where the conversation is.
+    let stale = turn("c2", 0, 0, "bot", "the bot talks over the human");
+    assert_eq!(
+        s.commit_turn(&stale).await.expect("commit"),
+        Commit::Conflict {
+            state: "queued".into(),
+            epoch: 1
+        }
+    );
+    let c = s.conversation("c2").await.expect("load").expect("exists");
+    assert_eq!(c.turns.len(), 1);
+    assert_eq!(c.decisions.len(), 1);
+    let h = s.handoff("h-1").await.expect("load").expect("exists");
+    assert_eq!(
+        (h.conversation_id.as_str(), h.trigger.as_deref()),
+        ("c2", Some("explicit_request"))
+    );
+    assert_eq!(s.handoffs(10).await.expect("list").len(), 1);
+    assert!(s.handoff("nope").await.expect("load").is_none());
+}
+
+async fn a_retried_request_is_stored_once(s: &impl Store) {
+    let mut t = turn("c3", 0, 0, "bot", "hi");
+    t.idempotency = Some((
+        "key-1".into(),
+        "hash-a".into(),
+        r#"{"action":"continue"}"#.into(),
+    ));
+    assert_eq!(
+        s.commit_turn(&t).await.expect("commit"),
+        Commit::Done { seq: 0 }
+    );
+    assert_eq!(
+        s.commit_turn(&t).await.expect("commit"),
+        Commit::Replay {
+            request_hash: "hash-a".into(),
+            response: r#"{"action":"continue"}"#.into()
+        }
+    );
+    assert_eq!(
+        s.conversation("c3")
+            .await
+            .expect("load")
+            .expect("exists")
+            .turns
+            .len(),
+        1
+    );
+    assert_eq!(
+        s.idempotent("c3", "key-1").await.expect("load"),
+        Some(("hash-a".into(), r#"{"action":"continue"}"#.into()))
+    );
+    assert_eq!(s.idempotent("c3", "key-2").await.expect("load"), None);
+}
+
+async fn concurrent_turns_get_distinct_sequence_numbers<S: Store + Clone>(s: &S) {
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.commit_turn(&turn("c4", 0, 0, "bot", &format!("message {i}")))
+                .await
+        }));
+    }
+    let mut seqs = Vec::new();
+    for t in tasks {
+        match t.await.expect("task").expect("commit") {
+            Commit::Done { seq } => seqs.push(seq),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    seqs.sort();
+    assert_eq!(seqs, (0..16).collect::<Vec<i64>>());
+}
+
+async fn api_keys_are_found_by_hash(s: &impl Store) {
+    s.create_key("h1", "website bot", "bot", "2026-11-23T15:00:00Z")
+        .await
+        .expect("create");
+    assert_eq!(
+        s.find_key("h1").await.expect("find"),
+        Some(("website bot".into(), "bot".into()))
+    );
+    assert_eq!(s.find_key("h2").await.expect("find"), None);
+    assert!(
+        s.create_key("h1", "again", "admin", "2026-11-23T15:00:00Z")
+            .await
+            .is_err()
+    );
+}
+
+macro_rules! story {
+    ($name:ident) => {
+        #[tokio::test]
+        async fn $name() {
+            let (s, _dir) = sqlite().await;
+            super::$name(&s).await;
+            if let Some(pg) = postgres(stringify!($name)).await {
+                super::$name(&pg.0).await;
+                drop_pg(pg).await;
+            }
+        }
+    };
+}
+
+mod both_backends {
+    use super::*;
+
+    story!(first_turn_creates_the_conversation);
+    story!(a_stale_epoch_conflicts_and_stores_nothing);
+    story!(a_retried_request_is_stored_once);
+    story!(concurrent_turns_get_distinct_sequence_numbers);
+    story!(api_keys_are_found_by_hash);
+}
+
+#[tokio::test]
+async fn sqlite_data_survives_reopening() {
+    let dir = tempdir::Dir::new();
+    let path = dir.path.join("baton.db");
+    {
+        let s = SqliteStore::open(&path).await.expect("open");
+        s.migrate().await.expect("migrate");
+        s.commit_turn(&turn("c9", 0, 0, "bot", "remember me"))
+            .await
+            .expect("commit");
+    }
+    let s = SqliteStore::open(&path).await.expect("reopen");
+    s.migrate().await.expect("migrations are idempotent");
+    let c = s.conversation("c9").await.expect("load").expect("exists");
+    assert_eq!(c.turns[0].text, "remember me");
+}
