@@ -595,7 +595,11 @@ pub fn decide(
         }
         if let Some(k) = key {
             decision.message = Some(message(policy, k, view, &t.reason));
-            decision.brief = Some(build_brief(view, turn, &signals, &decision));
+            // A new handoff only when the owner changes: a visitor who writes again while a
+            // meeting or a follow-up is pending is told again, and nothing is created twice.
+            if state != view.state {
+                decision.brief = Some(build_brief(view, turn, &signals, &decision));
+            }
         }
     }
     decision.signals = signals;

@@ -246,3 +246,27 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn writing_again_while_a_meeting_is_pending_creates_nothing_new() {
+    let saturday_night: Timestamp = "2026-11-22T03:00:00Z".parse().expect("ts");
+    let mut view = ConversationView::new();
+    let t = user("Could we book a demo for our team?");
+    let d = decide(&POLICY, &DETECTOR, &view, &t, saturday_night).expect("decision");
+    assert_eq!(
+        (d.action, d.state, d.epoch),
+        (Outcome::Schedule, State::Scheduled, 1)
+    );
+    assert!(d.brief.is_some());
+    apply(&mut view, &t, &d, saturday_night);
+    let again = decide(
+        &POLICY,
+        &DETECTOR,
+        &view,
+        &user("can we do the demo on Monday?"),
+        saturday_night,
+    )
+    .expect("decision");
+    assert_eq!((again.state, again.epoch), (State::Scheduled, 1));
+    assert!(again.brief.is_none(), "a second handoff was created");
+}

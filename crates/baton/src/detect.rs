@@ -14,7 +14,7 @@ use jiff::civil::Date;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::wire::DetectOut;
+use baton_server::wire::DetectOut;
 
 /// Lines scored together; bounds memory and keeps every core busy.
 const BATCH: usize = 2048;

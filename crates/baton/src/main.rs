@@ -2,7 +2,7 @@
 
 mod check;
 mod detect;
-mod wire;
+mod serve;
 
 use std::io;
 use std::process::ExitCode;
@@ -24,6 +24,13 @@ enum Command {
     Detect(detect::Args),
     /// Validate a policy file and run its `[[test]]` cases; exits non-zero on any problem.
     Check(check::Args),
+    /// Serve the HTTP API (SQLite in the data directory by default, PostgreSQL with --database-url).
+    Serve(serve::ServeArgs),
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: serve::KeysCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -34,6 +41,8 @@ fn main() -> ExitCode {
             Ok(false) => return ExitCode::FAILURE,
             Err(e) => Err(e),
         },
+        Command::Serve(args) => serve::serve(&args),
+        Command::Keys { command } => serve::keys(&command),
         Command::Detect(args) => detect::run(
             &args,
             io::BufReader::with_capacity(1 << 16, io::stdin()),

@@ -1,8 +1,10 @@
-//! The JSON shape of `baton detect` output (SPEC §11), borrowed from the detector's types.
+//! Wire formats: the JSON the API and `baton detect` answer with, built from the engine's
+//! types at the edge (the engine has no serde).
 
 use baton_detect::{Authority, Entity, Evidence, Signals};
 use serde::Serialize;
 
+/// The JSON shape of `baton detect` output (SPEC §11), borrowed from the detector's types.
 #[derive(Serialize)]
 pub struct DetectOut<'a> {
     human_request: bool,
@@ -172,4 +174,112 @@ impl<'a> DetectOut<'a> {
             frustration_score: round4(s.frustration_score),
         }
     }
+}
+
+/// The signals of a turn or a conversation, as `baton detect` prints them (SPEC §11).
+pub fn signals(s: &Signals) -> serde_json::Value {
+    serde_json::to_value(DetectOut::new(s)).unwrap_or(serde_json::Value::Null)
+}
+
+/// The answer to a turn (SPEC §8).
+pub fn decision(d: &baton_core::decide::Decision, handoff_id: Option<&str>) -> serde_json::Value {
+    serde_json::json!({
+        "action": d.action.as_str(),
+        "state": d.state.as_str(),
+        "epoch": d.epoch,
+        "message": d.message,
+        "eta_seconds": null,
+        "handoff_id": handoff_id,
+        "trigger": d.trigger,
+        "reason": d.reason,
+        "lead_score": d.lead_score,
+        "triggers": d.triggers.iter().filter(|t| t.fired).map(|t| t.id.as_str()).collect::<Vec<_>>(),
+        "signals": signals(&d.signals),
+        "policy_hash": d.policy_hash,
+    })
+}
+
+/// The full decision trace: every trigger with its value or why it was skipped, the criteria.
+pub fn trace(d: &baton_core::decide::Decision) -> serde_json::Value {
+    serde_json::json!({
+        "action": d.action.as_str(),
+        "state": d.state.as_str(),
+        "epoch": d.epoch,
+        "trigger": d.trigger,
+        "reason": d.reason,
+        "priority": d.priority,
+        "lead_score": d.lead_score,
+        "policy_hash": d.policy_hash,
+        "triggers": d.triggers.iter().map(|t| serde_json::json!({"id": t.id, "value": t.value, "fired": t.fired, "note": t.note})).collect::<Vec<_>>(),
+        "criteria": d.criteria.iter().map(|c| serde_json::json!({"name": c.name, "met": c.met})).collect::<Vec<_>>(),
+    })
+}
+
+/// The brief (SPEC §5).
+pub fn brief(b: &baton_core::brief::Brief) -> serde_json::Value {
+    let pairs = |v: &[(String, String)]| {
+        v.iter()
+            .map(|(k, x)| (k.clone(), serde_json::Value::String(x.clone())))
+            .collect::<serde_json::Map<_, _>>()
+    };
+    serde_json::json!({
+        "summary": b.summary,
+        "contact": pairs(&b.contact),
+        "source": pairs(&b.source),
+        "intents": b.intents,
+        "topics": b.topics,
+        "criteria": b.criteria.iter().map(|c| serde_json::json!({"name": c.name, "status": c.status})).collect::<Vec<_>>(),
+        "lead_score": b.lead_score,
+        "sentiment": b.sentiment,
+        "sentiment_trend": b.sentiment_trend,
+        "questions": b.questions,
+        "concerns": b.concerns,
+        "bot_tried": b.bot_tried,
+        "trigger": b.trigger,
+        "reason": b.reason,
+        "next_action": b.next_action,
+        "bridge_message": b.bridge_message,
+        "transcript": b.transcript.iter().map(|(r, t)| serde_json::json!({"role": r, "text": t})).collect::<Vec<_>>(),
+    })
+}
+
+fn json_or_null(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or(serde_json::Value::Null)
+}
+
+/// A stored conversation: state, epoch, transcript with each turn's signals, decision traces.
+pub fn conversation(c: &baton_store::ConversationRow) -> serde_json::Value {
+    serde_json::json!({
+        "id": c.id,
+        "state": c.state,
+        "epoch": c.epoch,
+        "contact": json_or_null(&c.contact),
+        "account": json_or_null(&c.account),
+        "page": c.page,
+        "created_at": c.created_at,
+        "updated_at": c.updated_at,
+        "transcript": c.turns.iter().map(|t| serde_json::json!({
+            "seq": t.seq, "role": t.role, "text": t.text, "at": t.at,
+            "signals": t.signals.as_deref().map(json_or_null),
+        })).collect::<Vec<_>>(),
+        "decisions": c.decisions.iter().map(|d| serde_json::json!({
+            "seq": d.seq, "action": d.action, "epoch": d.epoch, "trigger": d.trigger, "reason": d.reason,
+            "policy_hash": d.policy_hash, "at": d.at, "trace": json_or_null(&d.trace),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// A stored handoff with its brief.
+pub fn handoff(h: &baton_store::HandoffRow) -> serde_json::Value {
+    serde_json::json!({
+        "id": h.id,
+        "conversation_id": h.conversation_id,
+        "seq": h.seq,
+        "trigger": h.trigger,
+        "reason": h.reason,
+        "priority": h.priority,
+        "state": h.state,
+        "created_at": h.created_at,
+        "brief": json_or_null(&h.brief),
+    })
 }

@@ -1,0 +1,169 @@
+//! `baton serve` and `baton keys create`: the server over a store chosen by URL.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use baton_core::policy::Policy;
+use baton_server::{App, key_hash};
+use baton_store::{PgStore, SqliteStore, Store};
+
+/// Where Baton keeps its state: the flags `serve` and `keys` share.
+#[derive(Debug, clap::Args)]
+pub struct StorageArgs {
+    /// Directory for the embedded SQLite database (`baton.db`).
+    #[arg(long, default_value = "./baton-data")]
+    data_dir: PathBuf,
+    /// A PostgreSQL URL (`postgres://...`); when given, the data directory is not used.
+    #[arg(long, env = "BATON_DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+    #[command(flatten)]
+    storage: StorageArgs,
+    /// The policy file; default: the built-in copy of examples/policy.toml.
+    #[arg(long)]
+    policy: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum KeysCommand {
+    /// Create an API key and print it once; only its hash is stored.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// `bot` for chatbots and integrations, `admin` for operators.
+        #[arg(long, value_parser = ["bot", "admin"])]
+        role: String,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+}
+
+const DEFAULT_POLICY: &str = include_str!("../../../examples/policy.toml");
+
+fn load_policy(path: Option<&PathBuf>) -> anyhow::Result<Policy> {
+    let (name, text) = match path {
+        Some(p) => (
+            p.display().to_string(),
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        ),
+        None => (
+            "examples/policy.toml (built in)".to_string(),
+            DEFAULT_POLICY.to_string(),
+        ),
+    };
+    Policy::load(&name, &text).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// The backend a URL names.
+pub enum StoreChoice {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+async fn open(storage: &StorageArgs) -> anyhow::Result<StoreChoice> {
+    match &storage.database_url {
+        Some(url) => {
+            let s = PgStore::connect(url)
+                .await
+                .with_context(|| "connecting to PostgreSQL")?;
+            s.migrate().await.context("running PostgreSQL migrations")?;
+            Ok(StoreChoice::Postgres(s))
+        }
+        None => {
+            std::fs::create_dir_all(&storage.data_dir)
+                .with_context(|| format!("creating {}", storage.data_dir.display()))?;
+            let s = SqliteStore::open(&storage.data_dir.join("baton.db"))
+                .await
+                .context("opening the SQLite database")?;
+            s.migrate().await.context("running SQLite migrations")?;
+            Ok(StoreChoice::Sqlite(s))
+        }
+    }
+}
+
+async fn serve_with<S: Store>(store: S, args: &ServeArgs) -> anyhow::Result<()> {
+    let policy = load_policy(args.policy.as_ref())?;
+    let detector = crate::check::detector_for(&policy)?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    eprintln!(
+        "baton: serving on http://{} (policy sha256 {})",
+        listener.local_addr()?,
+        policy.hash
+    );
+    let app = App {
+        store: Arc::new(store),
+        policy: Arc::new(policy),
+        detector: Arc::new(detector),
+    };
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    baton_server::run(listener, app, shutdown)
+        .await
+        .context("serving")?;
+    Ok(())
+}
+
+pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    rt.block_on(async {
+        match open(&args.storage).await? {
+            StoreChoice::Sqlite(s) => serve_with(s, args).await,
+            StoreChoice::Postgres(s) => serve_with(s, args).await,
+        }
+    })
+}
+
+async fn create_key_with<S: Store>(store: S, name: &str, role: &str) -> anyhow::Result<String> {
+    let mut bytes = [0u8; 24];
+    getrandom_fill(&mut bytes)?;
+    let key = format!(
+        "bt_{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    );
+    store
+        .create_key(
+            &key_hash(&key),
+            name,
+            role,
+            &jiff::Timestamp::now().to_string(),
+        )
+        .await
+        .context("storing the key")?;
+    Ok(key)
+}
+
+/// Fills `buf` from the operating system's random source.
+fn getrandom_fill(buf: &mut [u8]) -> anyhow::Result<()> {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(buf))
+        .context("reading /dev/urandom")
+}
+
+pub fn keys(cmd: &KeysCommand) -> anyhow::Result<()> {
+    let KeysCommand::Create {
+        name,
+        role,
+        storage,
+    } = cmd;
+    let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    let key = rt.block_on(async {
+        match open(storage).await? {
+            StoreChoice::Sqlite(s) => create_key_with(s, name, role).await,
+            StoreChoice::Postgres(s) => create_key_with(s, name, role).await,
+        }
+    })?;
+    println!("{key}");
+    eprintln!("baton: created {role} key {name:?}; it is shown once, store it now");
+    Ok(())
+}
