@@ -30,6 +30,16 @@ impl ApiError {
         self
     }
 
+    /// 404 for an unknown id.
+    pub fn not_found(what: &str, id: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("no {what} {id:?}"),
+        )
+        .field("id")
+    }
+
     /// 409: the writer's epoch is stale, or a human owns the conversation.
     pub fn conflict(message: &str, state: &str, epoch: u64) -> ApiError {
         ApiError {

@@ -428,14 +428,11 @@ async fn get_conversation<S: Store>(
 ) -> Result<Response, ApiError> {
     authenticate(&app, &headers).await?;
     valid_id(&id)?;
-    let row = app.store.conversation(&id).await?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            &format!("no conversation {id:?}"),
-        )
-        .field("id")
-    })?;
+    let row = app
+        .store
+        .conversation(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("conversation", &id))?;
     Ok(axum::Json(wire::conversation(&row)).into_response())
 }
 
@@ -476,13 +473,10 @@ async fn get_handoff<S: Store>(
 ) -> Result<Response, ApiError> {
     authenticate(&app, &headers).await?;
     valid_id(&id)?;
-    let row = app.store.handoff(&id).await?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            &format!("no handoff {id:?}"),
-        )
-        .field("id")
-    })?;
+    let row = app
+        .store
+        .handoff(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("handoff", &id))?;
     Ok(axum::Json(wire::handoff(&row)).into_response())
 }
