@@ -114,6 +114,14 @@ async fn serve_with<S: Store>(store: S, args: &ServeArgs) -> anyhow::Result<()> 
 }
 
 pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+    // Logs go to standard error; RUST_LOG tunes them (default: info).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
     let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
     rt.block_on(async {
         match open(&args.storage).await? {
