@@ -76,12 +76,7 @@ pub fn run_case(policy: &Policy, detector: &Detector, case: &TestCase) -> TestRe
                     d.reason.as_deref().unwrap_or("none")
                 ));
             }
-            let fired: Vec<&str> = d
-                .triggers
-                .iter()
-                .filter(|t| t.fired)
-                .map(|t| t.id.as_str())
-                .collect();
+            let fired: Vec<&str> = d.fired();
             format!(
                 "{} by {} (matched: {})",
                 d.action.as_str(),

@@ -205,6 +205,17 @@ pub struct Decision {
     pub brief: Option<Brief>,
 }
 
+impl Decision {
+    /// The ids of every trigger that held, in priority order.
+    pub fn fired(&self) -> Vec<&str> {
+        self.triggers
+            .iter()
+            .filter(|t| t.fired)
+            .map(|t| t.id.as_str())
+            .collect()
+    }
+}
+
 /// Why no decision could be made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DecideError {

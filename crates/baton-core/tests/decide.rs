@@ -145,12 +145,7 @@ fn the_trace_records_every_trigger_and_respects_cooldown_and_min_turns() {
     )
     .expect("decision");
     assert_eq!(d.triggers.len(), POLICY.triggers.len());
-    let fired: Vec<&str> = d
-        .triggers
-        .iter()
-        .filter(|t| t.fired)
-        .map(|t| t.id.as_str())
-        .collect();
+    let fired: Vec<&str> = d.fired();
     assert!(
         fired.contains(&"explicit_request") && fired.contains(&"frustration"),
         "{fired:?}"

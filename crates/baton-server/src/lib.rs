@@ -24,7 +24,7 @@ use baton_core::decide::{
 };
 use baton_core::policy::Policy;
 use baton_detect::{Detector, Role};
-use baton_store::{Commit, Store};
+use baton_store::{Commit, Detail, Store};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -314,7 +314,7 @@ async fn post_turn<S: Store>(
         .field("bot.confidence"));
     }
 
-    let row = app.store.conversation(&id).await?;
+    let row = app.store.conversation(&id, Detail::ForDecision).await?;
     let mut view = row.as_ref().map(view_of).unwrap_or_default();
     if let Some(c) = &req.contact {
         view.contact.extend(c.clone());
@@ -430,7 +430,7 @@ async fn get_conversation<S: Store>(
     valid_id(&id)?;
     let row = app
         .store
-        .conversation(&id)
+        .conversation(&id, Detail::Full)
         .await?
         .ok_or_else(|| ApiError::not_found("conversation", &id))?;
     Ok(axum::Json(wire::conversation(&row)).into_response())

@@ -193,7 +193,7 @@ pub fn decision(d: &baton_core::decide::Decision, handoff_id: Option<&str>) -> s
         "trigger": d.trigger,
         "reason": d.reason,
         "lead_score": d.lead_score,
-        "triggers": d.triggers.iter().filter(|t| t.fired).map(|t| t.id.as_str()).collect::<Vec<_>>(),
+        "triggers": d.fired(),
         "signals": signals(&d.signals),
         "policy_hash": d.policy_hash,
     })

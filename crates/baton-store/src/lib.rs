@@ -122,14 +122,26 @@ pub enum Commit {
     },
 }
 
+/// How much of a conversation to load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// Everything, for the API's conversation view.
+    Full,
+    /// State, turns and which triggers fired when: what deciding a new turn reads.
+    ForDecision,
+}
+
 /// Baton's durable state.
 pub trait Store: Send + Sync + 'static {
     /// Runs the migrations this build carries that the database has not seen.
     fn migrate(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// A conversation with its turns and decisions, or `None`.
+    /// A conversation with its turns and decisions, or `None`. With [`Detail::ForDecision`]
+    /// the turns come without their signals and the decisions without their traces: what a
+    /// new turn needs, without reading back every trace on every turn.
     fn conversation(
         &self,
         id: &str,
+        detail: Detail,
     ) -> impl Future<Output = Result<Option<ConversationRow>, StoreError>> + Send;
     /// Commits a turn, its decision and what it created, all or nothing.
     fn commit_turn(&self, t: &NewTurn) -> impl Future<Output = Result<Commit, StoreError>> + Send;
@@ -171,7 +183,7 @@ macro_rules! store_impl {
                 Ok(())
             }
 
-            async fn conversation(&self, id: &str) -> Result<Option<ConversationRow>, StoreError> {
+            async fn conversation(&self, id: &str, detail: Detail) -> Result<Option<ConversationRow>, StoreError> {
                 let Some(c) = sqlx::query_as::<_, (String, String, i64, String, String, Option<String>, String, String)>(
                     "SELECT id, state, epoch, contact, account, page, created_at, updated_at FROM conversations WHERE id = $1",
                 )
@@ -181,18 +193,22 @@ macro_rules! store_impl {
                 else {
                     return Ok(None);
                 };
-                let turns = sqlx::query_as::<_, (i64, String, String, String, Option<String>)>(
-                    "SELECT seq, role, text, at, signals FROM turns WHERE conversation_id = $1 ORDER BY seq",
-                )
+                let turns_sql = match detail {
+                    Detail::Full => "SELECT seq, role, text, at, signals FROM turns WHERE conversation_id = $1 ORDER BY seq",
+                    Detail::ForDecision => "SELECT seq, role, text, at, NULL FROM turns WHERE conversation_id = $1 ORDER BY seq",
+                };
+                let turns = sqlx::query_as::<_, (i64, String, String, String, Option<String>)>(turns_sql)
                 .bind(id)
                 .fetch_all(&self.pool)
                 .await?
                 .into_iter()
                 .map(|(seq, role, text, at, signals)| TurnRow { seq, role, text, at, signals })
                 .collect();
-                let decisions = sqlx::query_as::<_, (i64, String, i64, Option<String>, Option<String>, String, String, String)>(
-                    "SELECT seq, action, epoch, trigger_id, reason, policy_hash, trace, at FROM decisions WHERE conversation_id = $1 ORDER BY seq",
-                )
+                let decisions_sql = match detail {
+                    Detail::Full => "SELECT seq, action, epoch, trigger_id, reason, policy_hash, trace, at FROM decisions WHERE conversation_id = $1 ORDER BY seq",
+                    Detail::ForDecision => "SELECT seq, action, epoch, trigger_id, reason, policy_hash, '', at FROM decisions WHERE conversation_id = $1 AND trigger_id IS NOT NULL ORDER BY seq",
+                };
+                let decisions = sqlx::query_as::<_, (i64, String, i64, Option<String>, Option<String>, String, String, String)>(decisions_sql)
                 .bind(id)
                 .fetch_all(&self.pool)
                 .await?

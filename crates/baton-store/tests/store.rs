@@ -1,7 +1,7 @@
 //! The same store stories on SQLite (always) and PostgreSQL (when BATON_TEST_DATABASE_URL is
 //! set; BATON_REQUIRE_PG=1 makes its absence a failure). Each test gets its own database.
 
-use baton_store::{Commit, NewTurn, PgStore, SqliteStore, Store};
+use baton_store::{Commit, Detail, NewTurn, PgStore, SqliteStore, Store};
 
 fn turn(conversation: &str, expected_epoch: i64, epoch: i64, state: &str, text: &str) -> NewTurn {
     NewTurn {
@@ -106,7 +106,12 @@ async fn drop_pg((s, admin, name): (PgStore, sqlx::PgPool, String)) {
 }
 
 async fn first_turn_creates_the_conversation(s: &impl Store) {
-    assert!(s.conversation("c1").await.expect("load").is_none());
+    assert!(
+        s.conversation("c1", Detail::Full)
+            .await
+            .expect("load")
+            .is_none()
+    );
     assert_eq!(
         s.commit_turn(&turn("c1", 0, 0, "bot", "hello"))
             .await
@@ -119,7 +124,11 @@ async fn first_turn_creates_the_conversation(s: &impl Store) {
             .expect("commit"),
         Commit::Done { seq: 1 }
     );
-    let c = s.conversation("c1").await.expect("load").expect("exists");
+    let c = s
+        .conversation("c1", Detail::Full)
+        .await
+        .expect("load")
+        .expect("exists");
     assert_eq!((c.state.as_str(), c.epoch), ("bot", 0));
     assert_eq!(
         c.turns.iter().map(|t| t.text.as_str()).collect::<Vec<_>>(),
@@ -128,6 +137,15 @@ async fn first_turn_creates_the_conversation(s: &impl Store) {
     assert_eq!(c.decisions.len(), 2);
     assert_eq!(c.page.as_deref(), Some("/pricing"));
     assert!(c.contact.contains("Alex"));
+    // What a new turn reads: no signals, no traces, only decisions whose trigger fired.
+    let light = s
+        .conversation("c1", Detail::ForDecision)
+        .await
+        .expect("load")
+        .expect("exists");
+    assert_eq!(light.turns.len(), 2);
+    assert!(light.turns.iter().all(|t| t.signals.is_none()));
+    assert!(light.decisions.is_empty());
 }
 
 async fn a_stale_epoch_conflicts_and_stores_nothing(s: &impl Store) {
@@ -148,7 +166,11 @@ async fn a_stale_epoch_conflicts_and_stores_nothing(s: &impl Store) {
             epoch: 1
         }
     );
-    let c = s.conversation("c2").await.expect("load").expect("exists");
+    let c = s
+        .conversation("c2", Detail::Full)
+        .await
+        .expect("load")
+        .expect("exists");
     assert_eq!(c.turns.len(), 1);
     assert_eq!(c.decisions.len(), 1);
     let h = s.handoff("h-1").await.expect("load").expect("exists");
@@ -179,7 +201,7 @@ async fn a_retried_request_is_stored_once(s: &impl Store) {
         }
     );
     assert_eq!(
-        s.conversation("c3")
+        s.conversation("c3", Detail::Full)
             .await
             .expect("load")
             .expect("exists")
@@ -267,6 +289,10 @@ async fn sqlite_data_survives_reopening() {
     }
     let s = SqliteStore::open(&path).await.expect("reopen");
     s.migrate().await.expect("migrations are idempotent");
-    let c = s.conversation("c9").await.expect("load").expect("exists");
+    let c = s
+        .conversation("c9", Detail::Full)
+        .await
+        .expect("load")
+        .expect("exists");
     assert_eq!(c.turns[0].text, "remember me");
 }
