@@ -68,6 +68,7 @@ fn push_unique(v: &mut Vec<(String, String)>, k: &str, val: String) {
 pub(crate) fn build_brief(
     view: &ConversationView,
     turn: &NewTurn,
+    explicit: bool,
     sig: &Signals,
     d: &Decision,
 ) -> Brief {
@@ -76,7 +77,10 @@ pub(crate) fn build_brief(
         .iter()
         .map(|t| (role_name(t.role).to_string(), t.text.clone()))
         .collect();
-    transcript.push((role_name(turn.role).to_string(), turn.text.clone()));
+    // An explicit request's note is not part of the conversation.
+    if !explicit {
+        transcript.push((role_name(turn.role).to_string(), turn.text.clone()));
+    }
     let visitor: Vec<&str> = transcript
         .iter()
         .filter(|(r, _)| r == "visitor")

@@ -5,7 +5,7 @@
 //! off, the bot is told `hold`, a bot turn is refused as a conflict, and every change of owner
 //! increments the epoch.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use baton_detect::{Authority, Detector, Role, Signals, Turn};
@@ -94,6 +94,45 @@ pub struct NewTurn {
     pub bot: Option<BotMeta>,
 }
 
+/// An explicit request for a person, from the bot or the visitor (`POST .../handoff`), decided
+/// by [`decide_handoff`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct HandoffRequest {
+    /// Who asked: the visitor ([`Role::User`]) or the bot.
+    pub by: Role,
+    /// Why, in the caller's words; shown to the rep, never interpreted.
+    pub note: Option<String>,
+    /// The epoch the caller believes current; a stale one is a conflict.
+    pub epoch: Option<u64>,
+}
+
+/// Something besides a message that happened in the conversation: SPEC §3's behavioural
+/// signals, sent as events. Folded into the view with [`ConversationView::apply`]; events do
+/// not decide by themselves, the next turn reads them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The visitor opened a page; it becomes the current page.
+    PageView { page: String },
+    /// The visitor filled a form; contact fields among `fields` (name, email, phone, company,
+    /// location, time_zone) fill the contact.
+    FormFill {
+        form: String,
+        fields: BTreeMap<String, String>,
+    },
+    /// Where the visitor came from.
+    Attribution {
+        source: Option<String>,
+        campaign: Option<String>,
+        referrer: Option<String>,
+    },
+    /// A named value of the caller's own (`conversation.custom.NAME`, a string).
+    Signal { name: String, value: String },
+}
+
+/// The contact fields a form fill or the turn API may set.
+pub const CONTACT_FIELDS: [&str; 6] =
+    ["name", "email", "phone", "company", "location", "time_zone"];
+
 /// What Baton knows of a conversation before the new turn.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConversationView {
@@ -108,6 +147,11 @@ pub struct ConversationView {
     pub pages_viewed: Vec<String>,
     pub source: Option<String>,
     pub campaign: Option<String>,
+    pub referrer: Option<String>,
+    /// Forms filled, in order.
+    pub forms: Vec<String>,
+    /// Custom signals sent as events, last value wins.
+    pub custom: HashMap<String, String>,
     /// The bot's last reported confidence.
     pub bot_confidence: Option<f64>,
 }
@@ -126,7 +170,46 @@ impl ConversationView {
             pages_viewed: Vec::new(),
             source: None,
             campaign: None,
+            referrer: None,
+            forms: Vec::new(),
+            custom: HashMap::new(),
             bot_confidence: None,
+        }
+    }
+
+    /// Folds an event into what is known.
+    pub fn apply(&mut self, event: &Event) {
+        match event {
+            Event::PageView { page } => {
+                self.page = Some(page.clone());
+                self.pages_viewed.push(page.clone());
+            }
+            Event::FormFill { form, fields } => {
+                self.forms.push(form.clone());
+                for k in CONTACT_FIELDS {
+                    if let Some(v) = fields.get(k).filter(|v| !v.trim().is_empty()) {
+                        self.contact.insert(k.to_string(), v.clone());
+                    }
+                }
+            }
+            Event::Attribution {
+                source,
+                campaign,
+                referrer,
+            } => {
+                for (slot, v) in [
+                    (&mut self.source, source),
+                    (&mut self.campaign, campaign),
+                    (&mut self.referrer, referrer),
+                ] {
+                    if v.is_some() {
+                        slot.clone_from(v);
+                    }
+                }
+            }
+            Event::Signal { name, value } => {
+                self.custom.insert(name.clone(), value.clone());
+            }
         }
     }
 }
@@ -331,11 +414,17 @@ fn context(
             "campaign",
             val::string(view.campaign.as_deref().unwrap_or("")),
         ),
+        (
+            "referrer",
+            val::string(view.referrer.as_deref().unwrap_or("")),
+        ),
+        ("forms", val::strings(&view.forms)),
+        ("custom", val::string_map(&view.custom)),
     ]);
     let get =
         |m: &HashMap<String, String>, k: &str| val::string(m.get(k).map_or("", String::as_str));
     let contact = val::object(
-        ["name", "email", "phone", "company", "location", "time_zone"]
+        CONTACT_FIELDS
             .iter()
             .map(|k| (*k, get(&view.contact, k)))
             .collect(),
@@ -446,6 +535,44 @@ pub fn decide(
     turn: &NewTurn,
     now: Timestamp,
 ) -> Result<Decision, DecideError> {
+    evaluate(policy, detector, view, turn, false, now)
+}
+
+/// The trigger id recorded when an explicit request is honoured although no trigger of the
+/// policy asked for a person.
+pub const EXPLICIT_TRIGGER: &str = "explicit_handoff";
+
+/// Decides an explicit request for a person. The policy is evaluated as if the visitor had
+/// asked (`signals.human_request` is true), so its off-hours triggers still turn the request
+/// into a meeting or a follow-up; when no trigger hands off, schedules or follows up, the
+/// request is honoured with a handoff by [`EXPLICIT_TRIGGER`]. While a human owns the
+/// conversation or is about to, the answer is `hold` and nothing new is created, so a retried
+/// request never hands off twice.
+pub fn decide_handoff(
+    policy: &Policy,
+    detector: &Detector,
+    view: &ConversationView,
+    req: &HandoffRequest,
+    now: Timestamp,
+) -> Result<Decision, DecideError> {
+    let turn = NewTurn {
+        role: req.by,
+        text: req.note.clone().unwrap_or_default(),
+        epoch: req.epoch,
+        bot: None,
+    };
+    evaluate(policy, detector, view, &turn, true, now)
+}
+
+/// The one decision procedure; `explicit` is a handoff request, whose text is not a message.
+fn evaluate(
+    policy: &Policy,
+    detector: &Detector,
+    view: &ConversationView,
+    turn: &NewTurn,
+    explicit: bool,
+    now: Timestamp,
+) -> Result<Decision, DecideError> {
     if let Some(e) = turn.epoch
         && e != view.epoch
     {
@@ -459,7 +586,7 @@ pub fn decide(
             ),
         });
     }
-    if turn.role == Role::Bot && view.state.human_side() {
+    if turn.role == Role::Bot && view.state.human_side() && !explicit {
         return Err(DecideError::Conflict {
             state: view.state,
             epoch: view.epoch,
@@ -481,14 +608,22 @@ pub fn decide(
             text: &t.text,
         })
         .collect();
-    turns.push(Turn {
-        role: turn.role,
-        text: &turn.text,
-    });
-    let turn_signals = (turn.role == Role::User).then(|| detector.message(&turn.text, today));
+    if !explicit {
+        turns.push(Turn {
+            role: turn.role,
+            text: &turn.text,
+        });
+    }
+    let turn_signals =
+        (turn.role == Role::User && !explicit).then(|| detector.message(&turn.text, today));
     let mut cached: Vec<Option<&Signals>> = view.turns.iter().map(|t| t.signals.as_ref()).collect();
-    cached.push(turn_signals.as_ref());
+    if !explicit {
+        cached.push(turn_signals.as_ref());
+    }
     let mut signals = detector.conversation_cached(&turns, &cached, today);
+    if explicit {
+        signals.human_request = true;
+    }
     if turn.bot.as_ref().is_some_and(|b| b.fallback) && turn.role == Role::Bot {
         signals.conversation.bot_fallbacks_in_row += 1;
         signals.conversation.bot_fallbacks += 1;
@@ -588,7 +723,21 @@ pub fn decide(
         decision.triggers.push(eval);
     }
 
-    if let Some(i) = chosen {
+    // An explicit request is honoured even when the policy would keep the bot.
+    let explicit_wins =
+        explicit && chosen.is_none_or(|i| policy.triggers[i].action == Action::Nurture);
+    if explicit_wins {
+        decision.trigger = Some(EXPLICIT_TRIGGER.into());
+        decision.reason = Some("explicit_request".into());
+        decision.priority = Some(policy.triggers.first().map_or(100, |t| t.priority));
+        decision.action = Outcome::Handoff;
+        if view.state != State::Queued {
+            decision.state = State::Queued;
+            decision.epoch = view.epoch + 1;
+        }
+        decision.message = Some(message(policy, "handoff", view, "explicit_request"));
+        decision.brief = Some(build_brief(view, turn, explicit, &signals, &decision));
+    } else if let Some(i) = chosen {
         let t = &policy.triggers[i];
         decision.trigger = Some(t.id.clone());
         decision.reason = Some(t.reason.clone());
@@ -609,7 +758,7 @@ pub fn decide(
             // A new handoff only when the owner changes: a visitor who writes again while a
             // meeting or a follow-up is pending is told again, and nothing is created twice.
             if state != view.state {
-                decision.brief = Some(build_brief(view, turn, &signals, &decision));
+                decision.brief = Some(build_brief(view, turn, explicit, &signals, &decision));
             }
         }
     }

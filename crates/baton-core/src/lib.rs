@@ -8,3 +8,4 @@ pub mod decide;
 pub mod expr;
 pub mod hours;
 pub mod policy;
+pub mod replay;

@@ -305,6 +305,21 @@ pub fn content_hash(bytes: &[u8]) -> String {
         .collect()
 }
 
+impl Policy {
+    /// The detectors this policy asks for (its `[detectors]` section).
+    pub fn detector(&self) -> Result<baton_detect::Detector, String> {
+        let mut config = baton_detect::DetectorConfig::default();
+        if let Some(t) = self.detectors.frustration_threshold {
+            config.thresholds.frustration = t;
+        }
+        if let Some(f) = self.detectors.vader_floor {
+            config.thresholds.vader_floor = f;
+        }
+        config.extra_phrases = self.detectors.phrases.clone();
+        baton_detect::Detector::with_config(&config).map_err(|e| format!("[detectors]: {e}"))
+    }
+}
+
 /// The documented evaluation context (README "Policy reference").
 pub fn base_schema() -> Object {
     let list_str = || Type::List(Box::new(Type::String));
@@ -387,8 +402,15 @@ pub fn base_schema() -> Object {
         .field("duration_seconds", Type::Int, "time since the first turn")
         .field("page", Type::String, "the page the visitor is on")
         .field("pages_viewed", list_str(), "pages viewed (events)")
-        .field("source", Type::String, "traffic source")
-        .field("campaign", Type::String, "campaign");
+        .field("source", Type::String, "traffic source (events)")
+        .field("campaign", Type::String, "campaign (events)")
+        .field("referrer", Type::String, "referring page or site (events)")
+        .field("forms", list_str(), "forms filled, in order (events)")
+        .field(
+            "custom",
+            Type::Map(Box::new(Type::Dyn)),
+            "custom signals sent as events, by name (string values)",
+        );
     let contact = Object::new("contact")
         .field("name", Type::String, "")
         .field("email", Type::String, "")

@@ -1,17 +1,21 @@
 //! Baton's HTTP API (SPEC §8), the only crate that knows HTTP.
 //!
-//! Built so far: `POST /v1/conversations/{id}/turns` (with `Idempotency-Key`),
-//! `GET /v1/conversations/{id}`, `GET /v1/handoffs`, `GET /v1/handoffs/{id}`, `GET /v1/health`.
-//! Every route but health needs an API key (`Authorization: Bearer ...`). Errors are
+//! Routes: turns, events and explicit handoffs (`conversations.rs`), the policy (`policy.rs`),
+//! metrics (`metrics.rs`), the OpenAPI document (`openapi.rs`). Every route but
+//! `/v1/health`, `/metrics` and `/v1/openapi.json` needs an API key
+//! (`Authorization: Bearer ...`); changing the policy needs an admin key. Errors are
 //! `{"error": {"code", "message", "field"}}` with the right status, and a rejected request
 //! stores nothing.
 
+mod conversations;
 mod error;
+mod metrics;
+pub mod openapi;
+mod policy;
 pub mod wire;
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -19,12 +23,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use baton_core::decide::{
-    BotMeta, ConversationView, DecideError, NewTurn, PastTurn, State as Owner, decide,
-};
 use baton_core::policy::Policy;
-use baton_detect::{Detector, Role};
-use baton_store::{Commit, Detail, Store};
+use baton_detect::Detector;
+use baton_store::Store;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -63,19 +64,66 @@ fn json_depth(body: &[u8]) -> usize {
     max
 }
 
+/// A policy with the detectors it configures and the text it was loaded from.
+pub struct Engine {
+    pub policy: Policy,
+    pub detector: Detector,
+    /// The TOML text, as stored and served by `GET /v1/policy`.
+    pub text: String,
+}
+
+impl Engine {
+    /// Loads and checks a policy; the error lists every problem, one per line.
+    pub fn load(name: &str, text: &str) -> Result<Engine, String> {
+        let policy = Policy::load(name, text).map_err(|e| e.to_string())?;
+        let detector = policy.detector()?;
+        Ok(Engine {
+            policy,
+            detector,
+            text: text.to_string(),
+        })
+    }
+}
+
 /// What every handler shares.
 pub struct App<S> {
     pub store: Arc<S>,
-    pub policy: Arc<Policy>,
-    pub detector: Arc<Detector>,
+    engine: Arc<RwLock<Arc<Engine>>>,
+    metrics: Arc<metrics::Metrics>,
 }
 
 impl<S> Clone for App<S> {
     fn clone(&self) -> Self {
         App {
             store: self.store.clone(),
-            policy: self.policy.clone(),
-            detector: self.detector.clone(),
+            engine: self.engine.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+impl<S: Store> App<S> {
+    pub fn new(store: S, engine: Engine) -> App<S> {
+        App {
+            store: Arc::new(store),
+            engine: Arc::new(RwLock::new(Arc::new(engine))),
+            metrics: Arc::new(metrics::Metrics::new()),
+        }
+    }
+
+    /// The active policy and detectors; a decision keeps the one it started with.
+    pub fn engine(&self) -> Arc<Engine> {
+        match self.engine.read() {
+            Ok(e) => e.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn set_engine(&self, engine: Engine) {
+        let engine = Arc::new(engine);
+        match self.engine.write() {
+            Ok(mut e) => *e = engine,
+            Err(poisoned) => *poisoned.into_inner() = engine,
         }
     }
 }
@@ -84,11 +132,39 @@ impl<S> Clone for App<S> {
 pub fn router<S: Store>(app: App<S>) -> Router {
     Router::new()
         .route("/v1/health", get(health))
-        .route("/v1/conversations/{id}/turns", post(post_turn::<S>))
-        .route("/v1/conversations/{id}", get(get_conversation::<S>))
+        .route("/v1/openapi.json", get(openapi::serve))
+        .route("/metrics", get(metrics::prometheus::<S>))
+        .route("/v1/metrics/summary", get(metrics::summary::<S>))
+        .route(
+            "/v1/conversations/{id}/turns",
+            post(conversations::post_turn::<S>),
+        )
+        .route(
+            "/v1/conversations/{id}/events",
+            post(conversations::post_event::<S>),
+        )
+        .route(
+            "/v1/conversations/{id}/handoff",
+            post(conversations::post_handoff::<S>),
+        )
+        .route(
+            "/v1/conversations/{id}",
+            get(conversations::get_conversation::<S>),
+        )
         .route("/v1/handoffs", get(list_handoffs::<S>))
         .route("/v1/handoffs/{id}", get(get_handoff::<S>))
+        .route(
+            "/v1/policy",
+            get(policy::get_policy::<S>).put(policy::put_policy::<S>),
+        )
+        .route("/v1/policy/versions", get(policy::list_versions::<S>))
+        .route("/v1/policy/simulate", post(policy::simulate::<S>))
+        .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            metrics::track::<S>,
+        ))
         .with_state(app)
 }
 
@@ -115,8 +191,42 @@ async fn health() -> Response {
     axum::Json(serde_json::json!({"status": "ok"})).into_response()
 }
 
-/// The role of the caller's API key.
-async fn authenticate<S: Store>(app: &App<S>, headers: &HeaderMap) -> Result<String, ApiError> {
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such route; the API is described at /v1/openapi.json",
+    )
+}
+
+/// Who is calling: the name and role of their API key.
+pub(crate) struct Caller {
+    pub role: String,
+}
+
+impl Caller {
+    /// Changing configuration needs an admin key.
+    pub(crate) fn require_admin(&self) -> Result<(), ApiError> {
+        if self.role == "admin" {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                &format!(
+                    "this needs an admin key; this key's role is {:?} (create one with `baton keys create --role admin`)",
+                    self.role
+                ),
+            ))
+        }
+    }
+}
+
+/// The caller's API key, checked against the store.
+pub(crate) async fn authenticate<S: Store>(
+    app: &App<S>,
+    headers: &HeaderMap,
+) -> Result<Caller, ApiError> {
     let value = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -133,7 +243,7 @@ async fn authenticate<S: Store>(app: &App<S>, headers: &HeaderMap) -> Result<Str
             )
         })?;
     match app.store.find_key(&key_hash(key)).await? {
-        Some((_, role)) => Ok(role),
+        Some((_, role)) => Ok(Caller { role }),
         None => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -142,7 +252,7 @@ async fn authenticate<S: Store>(app: &App<S>, headers: &HeaderMap) -> Result<Str
     }
 }
 
-fn valid_id(id: &str) -> Result<(), ApiError> {
+pub(crate) fn valid_id(id: &str) -> Result<(), ApiError> {
     let ok = !id.is_empty()
         && id.len() <= 128
         && id
@@ -160,28 +270,24 @@ fn valid_id(id: &str) -> Result<(), ApiError> {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TurnBody {
-    role: String,
-    text: String,
-    epoch: Option<u64>,
-    contact: Option<HashMap<String, String>>,
-    account: Option<HashMap<String, String>>,
-    page: Option<String>,
-    bot: Option<BotBody>,
+/// The body, or 413 when it is over the limit.
+pub(crate) fn body_bytes(
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Bytes, ApiError> {
+    body.map_err(|e| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            &format!("the body is larger than {MAX_BODY_BYTES} bytes ({e})"),
+        )
+    })
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BotBody {
-    confidence: Option<f64>,
-    intent: Option<String>,
-    #[serde(default)]
-    fallback: bool,
-}
-
-fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+/// Parses a JSON body of type `T`; `what` names it in the error ("a turn").
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    what: &str,
+) -> Result<T, ApiError> {
     let depth = json_depth(body);
     if depth > MAX_JSON_DEPTH {
         return Err(ApiError::new(
@@ -199,7 +305,7 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
             } else {
                 "invalid_json"
             },
-            &format!("the body is not a valid turn: {e}"),
+            &format!("the body is not {what}: {e}"),
         );
         if let Some(f) = field {
             err = err.field(&f);
@@ -208,245 +314,15 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
     })
 }
 
-fn now() -> jiff::Timestamp {
-    jiff::Timestamp::now()
-}
-
-/// Rebuilds the engine's view of a stored conversation.
-fn view_of(row: &baton_store::ConversationRow) -> ConversationView {
-    let mut view = ConversationView::new();
-    view.state = Owner::parse(&row.state).unwrap_or(Owner::Bot);
-    view.epoch = row.epoch.max(0) as u64;
-    view.contact = serde_json::from_str(&row.contact).unwrap_or_default();
-    view.account = serde_json::from_str(&row.account).unwrap_or_default();
-    view.page = row.page.clone();
-    view.turns = row
-        .turns
-        .iter()
-        .map(|t| PastTurn {
-            role: if t.role == "bot" {
-                Role::Bot
-            } else {
-                Role::User
-            },
-            text: t.text.clone(),
-            at: t.at.parse().unwrap_or(jiff::Timestamp::UNIX_EPOCH),
-            signals: None,
-        })
-        .collect();
-    view.fired = row
-        .decisions
-        .iter()
-        .filter_map(|d| Some((d.trigger.clone()?, d.at.parse().ok()?)))
-        .collect();
-    view
-}
-
-async fn post_turn<S: Store>(
-    State(app): State<App<S>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<Response, ApiError> {
-    authenticate(&app, &headers).await?;
-    valid_id(&id)?;
-    let body = body.map_err(|e| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            &format!("the body is larger than {MAX_BODY_BYTES} bytes ({e})"),
-        )
-    })?;
-    let idempotency = match headers.get("idempotency-key") {
-        None => None,
-        Some(v) => {
-            let key = v
-                .to_str()
-                .ok()
-                .filter(|k| !k.is_empty() && k.len() <= 255)
-                .ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_idempotency_key",
-                        "Idempotency-Key must be 1 to 255 visible characters",
-                    )
-                    .field("Idempotency-Key")
-                })?;
-            Some((key.to_string(), key_hash(&String::from_utf8_lossy(&body))))
-        }
-    };
-    // A retry answers what the first request was answered, and stores nothing.
-    if let Some((key, hash)) = &idempotency
-        && let Some((stored_hash, response)) = app.store.idempotent(&id, key).await?
-    {
-        return replay(hash, &stored_hash, response);
-    }
-    let req: TurnBody = parse_json(&body)?;
-    let role = match req.role.as_str() {
-        "user" => Role::User,
-        "bot" => Role::Bot,
-        other => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_field",
-                &format!("role must be \"user\" or \"bot\", not {other:?}"),
-            )
-            .field("role"));
-        }
-    };
-    let chars = req.text.chars().count();
-    if req.text.trim().is_empty() || chars > MAX_TEXT_CHARS {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_field",
-            &format!("text must hold 1 to {MAX_TEXT_CHARS} characters (got {chars})"),
-        )
-        .field("text"));
-    }
-    if let Some(c) = req.bot.as_ref().and_then(|b| b.confidence)
-        && !(0.0..=1.0).contains(&c)
-    {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_field",
-            "bot.confidence must be between 0 and 1",
-        )
-        .field("bot.confidence"));
-    }
-
-    let row = app.store.conversation(&id, Detail::ForDecision).await?;
-    let mut view = row.as_ref().map(view_of).unwrap_or_default();
-    if let Some(c) = &req.contact {
-        view.contact.extend(c.clone());
-    }
-    if let Some(a) = &req.account {
-        view.account.extend(a.clone());
-    }
-    if req.page.is_some() {
-        view.page.clone_from(&req.page);
-    }
-    let at = now();
-    let turn = NewTurn {
-        role,
-        text: req.text.clone(),
-        epoch: req.epoch,
-        bot: req.bot.as_ref().map(|b| BotMeta {
-            confidence: b.confidence,
-            intent: b.intent.clone(),
-            fallback: b.fallback,
-        }),
-    };
-    let decision = match decide(&app.policy, &app.detector, &view, &turn, at) {
-        Ok(d) => d,
-        Err(DecideError::Conflict {
-            state,
-            epoch,
-            message,
-        }) => return Err(ApiError::conflict(&message, state.as_str(), epoch)),
-    };
-    let handoff_id = (decision.brief.is_some()).then(|| uuid::Uuid::now_v7().to_string());
-    let response = wire::decision(&decision, handoff_id.as_deref());
-    let response_text = response.to_string();
-    let commit = baton_store::NewTurn {
-        conversation_id: id.clone(),
-        expected_epoch: view.epoch as i64,
-        state: decision.state.as_str().to_string(),
-        epoch: decision.epoch as i64,
-        contact: serde_json::to_string(&view.contact).unwrap_or_else(|_| "{}".into()),
-        account: serde_json::to_string(&view.account).unwrap_or_else(|_| "{}".into()),
-        page: req.page.clone(),
-        role: req.role.clone(),
-        text: req.text.clone(),
-        at: at.to_string(),
-        signals: decision
-            .turn_signals
-            .as_ref()
-            .map(|s| wire::signals(s).to_string()),
-        action: decision.action.as_str().to_string(),
-        trigger: decision.trigger.clone(),
-        reason: decision.reason.clone(),
-        priority: decision.priority,
-        policy_hash: decision.policy_hash.clone(),
-        trace: wire::trace(&decision).to_string(),
-        handoff: handoff_id
-            .clone()
-            .zip(decision.brief.as_ref().map(|b| wire::brief(b).to_string())),
-        idempotency: idempotency
-            .clone()
-            .map(|(k, h)| (k, h, response_text.clone())),
-    };
-    match app.store.commit_turn(&commit).await? {
-        Commit::Done { .. } => Ok((
-            StatusCode::OK,
-            [(axum::http::header::CONTENT_TYPE, "application/json")],
-            response_text,
-        )
-            .into_response()),
-        Commit::Conflict { state, epoch } => Err(ApiError::conflict(
-            "the conversation changed owner while this turn was decided; fetch it and retry",
-            &state,
-            epoch.max(0) as u64,
-        )),
-        Commit::Replay {
-            request_hash,
-            response,
-        } => replay(
-            &idempotency.map(|(_, h)| h).unwrap_or_default(),
-            &request_hash,
-            response,
-        ),
-    }
-}
-
-fn replay(hash: &str, stored_hash: &str, response: String) -> Result<Response, ApiError> {
-    if hash != stored_hash {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "idempotency_key_reused",
-            "this Idempotency-Key was used with a different body",
-        )
-        .field("Idempotency-Key"));
-    }
-    Ok((
-        StatusCode::OK,
-        [
-            (axum::http::header::CONTENT_TYPE, "application/json"),
-            (
-                axum::http::HeaderName::from_static("idempotent-replayed"),
-                "true",
-            ),
-        ],
-        response,
-    )
-        .into_response())
-}
-
-async fn get_conversation<S: Store>(
-    State(app): State<App<S>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    authenticate(&app, &headers).await?;
-    valid_id(&id)?;
-    let row = app
-        .store
-        .conversation(&id, Detail::Full)
-        .await?
-        .ok_or_else(|| ApiError::not_found("conversation", &id))?;
-    Ok(axum::Json(wire::conversation(&row)).into_response())
-}
-
 #[derive(Deserialize)]
 struct ListQuery {
     limit: Option<i64>,
 }
 
-async fn list_handoffs<S: Store>(
-    State(app): State<App<S>>,
-    headers: HeaderMap,
+/// `?limit=N`, 1 to 500, default 50.
+pub(crate) fn limit_of(
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, ApiError> {
-    authenticate(&app, &headers).await?;
+) -> Result<i64, ApiError> {
     let Query(q) = q.map_err(|e| {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", &e.to_string()).field("limit")
     })?;
@@ -459,6 +335,16 @@ async fn list_handoffs<S: Store>(
         )
         .field("limit"));
     }
+    Ok(limit)
+}
+
+async fn list_handoffs<S: Store>(
+    State(app): State<App<S>>,
+    headers: HeaderMap,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    authenticate(&app, &headers).await?;
+    let limit = limit_of(q)?;
     let rows = app.store.handoffs(limit).await?;
     Ok(axum::Json(
         serde_json::json!({"handoffs": rows.iter().map(wire::handoff).collect::<Vec<_>>()}),

@@ -212,6 +212,7 @@ pub fn trace(d: &baton_core::decide::Decision) -> serde_json::Value {
         "policy_hash": d.policy_hash,
         "triggers": d.triggers.iter().map(|t| serde_json::json!({"id": t.id, "value": t.value, "fired": t.fired, "note": t.note})).collect::<Vec<_>>(),
         "criteria": d.criteria.iter().map(|c| serde_json::json!({"name": c.name, "met": c.met})).collect::<Vec<_>>(),
+        "signals": signals(&d.signals),
     })
 }
 
@@ -247,8 +248,17 @@ fn json_or_null(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or(serde_json::Value::Null)
 }
 
-/// A stored conversation: state, epoch, transcript with each turn's signals, decision traces.
+/// A stored conversation: state, epoch, transcript with each turn's signals, events, the
+/// latest conversation signals and lead, the latest brief, decision traces, handoffs.
 pub fn conversation(c: &baton_store::ConversationRow) -> serde_json::Value {
+    let last = c.decisions.last().map(|d| json_or_null(&d.trace));
+    let lead = last.as_ref().map(|t| {
+        serde_json::json!({
+            "score": t["lead_score"],
+            "criteria": t["criteria"],
+            "facts": t["signals"]["lead"],
+        })
+    });
     serde_json::json!({
         "id": c.id,
         "state": c.state,
@@ -261,6 +271,15 @@ pub fn conversation(c: &baton_store::ConversationRow) -> serde_json::Value {
         "transcript": c.turns.iter().map(|t| serde_json::json!({
             "seq": t.seq, "role": t.role, "text": t.text, "at": t.at,
             "signals": t.signals.as_deref().map(json_or_null),
+        })).collect::<Vec<_>>(),
+        "events": c.events.iter().map(|e| serde_json::json!({
+            "seq": e.seq, "type": e.kind, "data": json_or_null(&e.data), "at": e.at,
+        })).collect::<Vec<_>>(),
+        "signals": last.as_ref().map(|t| t["signals"].clone()),
+        "lead": lead,
+        "brief": c.handoffs.last().map(|h| json_or_null(&h.brief)),
+        "handoffs": c.handoffs.iter().map(|h| serde_json::json!({
+            "id": h.id, "seq": h.seq, "trigger": h.trigger, "reason": h.reason, "state": h.state, "created_at": h.created_at,
         })).collect::<Vec<_>>(),
         "decisions": c.decisions.iter().map(|d| serde_json::json!({
             "seq": d.seq, "action": d.action, "epoch": d.epoch, "trigger": d.trigger, "reason": d.reason,

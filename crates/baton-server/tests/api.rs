@@ -1,11 +1,7 @@
 //! The HTTP API against a real server on a random port, on SQLite and (when
 //! BATON_TEST_DATABASE_URL is set) on PostgreSQL, each test with its own database.
 
-use std::sync::Arc;
-
-use baton_core::policy::Policy;
-use baton_detect::Detector;
-use baton_server::{App, key_hash};
+use baton_server::{App, Engine, key_hash};
 use baton_store::{PgStore, SqliteStore, Store};
 use serde_json::{Value, json};
 
@@ -24,11 +20,18 @@ when = "signals.frustration"
 reason = "visitor_frustrated"
 priority = 800
 action = "handoff"
+[[trigger]]
+id = "pricing_form"
+when = "'/pricing' in conversation.pages_viewed && 'demo' in conversation.forms && conversation.custom['plan'] == 'pro'"
+reason = "demo_form_on_pricing"
+priority = 100
+action = "handoff"
 [messages]
 handoff = "Thanks{comma_name}, a colleague is joining."
 "#;
 
 const KEY: &str = "bt_test_key";
+const ADMIN_KEY: &str = "bt_test_admin_key";
 
 struct TestApp {
     base: String,
@@ -44,12 +47,19 @@ impl TestApp {
             .create_key(&key_hash(KEY), "test bot", "bot", "2026-11-23T15:00:00Z")
             .await
             .expect("key");
-        let policy = Policy::load("test.toml", POLICY).expect("valid policy");
-        let app = App {
-            store: Arc::new(store),
-            policy: Arc::new(policy),
-            detector: Arc::new(Detector::new()),
-        };
+        store
+            .create_key(
+                &key_hash(ADMIN_KEY),
+                "test admin",
+                "admin",
+                "2026-11-23T15:00:00Z",
+            )
+            .await
+            .expect("admin key");
+        let app = App::new(
+            store,
+            Engine::load("test.toml", POLICY).expect("valid policy"),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -106,6 +116,28 @@ impl TestApp {
         (
             res.status().as_u16(),
             res.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    /// Any request: `body` is sent as JSON when it is an object or array, as text when it is
+    /// a string, and not at all when it is null.
+    async fn call(&self, method: &str, path: &str, key: Option<&str>, body: Value) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        req = match body {
+            Value::Null => req,
+            Value::String(s) => req.body(s).header("content-type", "application/toml"),
+            other => req.json(&other),
+        };
+        let res = req.send().await.expect("request");
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
         )
     }
 
@@ -383,6 +415,399 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
         assert_eq!(s, 404);
         let (s, d) = app.get("/v1/handoffs?limit=0").await;
         assert_eq!((s, d["error"]["field"].as_str()), (400, Some("limit")));
+        app.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn events_shape_the_next_decision() {
+    for app in apps("events").await {
+        let post =
+            |body: Value| app.call("POST", "/v1/conversations/conv-e/events", Some(KEY), body);
+        let (s, d) = post(json!({"type": "page_view", "page": "/pricing"})).await;
+        assert_eq!(
+            (s, d["type"].as_str(), d["state"].as_str()),
+            (200, Some("page_view"), Some("bot")),
+            "{d}"
+        );
+        let (s, _) =
+            post(json!({"type": "attribution", "source": "newsletter", "campaign": "autumn"}))
+                .await;
+        assert_eq!(s, 200);
+        let (s, _) = post(json!({"type": "form_fill", "form": "demo", "fields": {"name": "Priya", "email": "priya@example.org", "seats": 40}})).await;
+        assert_eq!(s, 200);
+        // Bad events are refused and change nothing.
+        for bad in [
+            json!({"type": "page_view"}),
+            json!({"type": "teleport", "page": "/x"}),
+            json!({"type": "signal", "name": "plan", "value": {"nested": true}}),
+            json!({"type": "page_view", "page": "/a", "extra": 1}),
+            json!({"type": "attribution"}),
+        ] {
+            let (s, d) = post(bad.clone()).await;
+            assert_eq!(
+                (s, d["error"]["code"].as_str()),
+                (400, Some("invalid_field")),
+                "{bad}: {d}"
+            );
+        }
+        // The trigger needs the custom signal too: not yet.
+        let (_, d) = app
+            .turn("conv-e", json!({"role": "user", "text": "hello"}), None)
+            .await;
+        assert_eq!(d["action"], "continue", "{d}");
+        let (s, _) = post(json!({"type": "signal", "name": "plan", "value": "pro"})).await;
+        assert_eq!(s, 200);
+        let (_, d) = app
+            .turn(
+                "conv-e",
+                json!({"role": "user", "text": "hello again"}),
+                None,
+            )
+            .await;
+        assert_eq!(
+            (d["action"].as_str(), d["trigger"].as_str()),
+            (Some("handoff"), Some("pricing_form")),
+            "{d}"
+        );
+        // The form filled the contact: the message names the visitor.
+        assert_eq!(d["message"], "Thanks, Priya, a colleague is joining.");
+        let (_, c) = app.get("/v1/conversations/conv-e").await;
+        assert_eq!(c["events"].as_array().map(Vec::len), Some(4), "{c}");
+        assert_eq!(c["events"][0]["data"]["page"], "/pricing");
+        assert_eq!(c["transcript"].as_array().map(Vec::len), Some(2));
+        assert_eq!(
+            c["transcript"][1]["seq"], 5,
+            "turns and events share one sequence"
+        );
+        assert_eq!(c["brief"]["contact"]["email"], "priya@example.org", "{c}");
+        assert_eq!(c["brief"]["source"]["campaign"], "autumn");
+        assert_eq!(c["lead"]["score"], 0.0);
+        assert_eq!(c["handoffs"].as_array().map(Vec::len), Some(1));
+        app.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn an_explicit_handoff_is_created_once() {
+    for app in apps("explicit").await {
+        app.turn(
+            "conv-h",
+            json!({"role": "user", "text": "I need to change the billing address"}),
+            None,
+        )
+        .await;
+        let (s, d) = app
+            .call(
+                "POST",
+                "/v1/conversations/conv-h/handoff",
+                Some(KEY),
+                json!({"by": "user", "reason": "pressed the talk-to-us button"}),
+            )
+            .await;
+        assert_eq!(
+            (
+                s,
+                d["action"].as_str(),
+                d["trigger"].as_str(),
+                d["epoch"].as_u64()
+            ),
+            (200, Some("handoff"), Some("explicit_request"), Some(1)),
+            "the policy's own trigger honours the request: {d}"
+        );
+        let id = d["handoff_id"].as_str().expect("handoff id").to_string();
+        // Asked again: hold, the same handoff, nothing new.
+        let (s, again) = app
+            .call(
+                "POST",
+                "/v1/conversations/conv-h/handoff",
+                Some(KEY),
+                Value::Null,
+            )
+            .await;
+        assert_eq!(
+            (s, again["action"].as_str(), again["handoff_id"].as_str()),
+            (200, Some("hold"), Some(id.as_str())),
+            "{again}"
+        );
+        let (s, d) = app
+            .call(
+                "POST",
+                "/v1/conversations/conv-h/handoff",
+                Some(KEY),
+                json!({"epoch": 0}),
+            )
+            .await;
+        assert_eq!(
+            (s, d["epoch"].as_u64(), d["state"].as_str()),
+            (409, Some(1), Some("queued")),
+            "{d}"
+        );
+        let (s, d) = app
+            .call(
+                "POST",
+                "/v1/conversations/conv-h/handoff",
+                Some(KEY),
+                json!({"by": "rep"}),
+            )
+            .await;
+        assert_eq!((s, d["error"]["field"].as_str()), (400, Some("by")), "{d}");
+        let (_, list) = app.get("/v1/handoffs").await;
+        assert_eq!(list["handoffs"].as_array().map(Vec::len), Some(1), "{list}");
+        let (_, h) = app.get(&format!("/v1/handoffs/{id}")).await;
+        let transcript = h["brief"]["transcript"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(transcript.len(), 1, "the request's note is not a turn: {h}");
+        // A conversation that has not started can be handed over too.
+        let (s, d) = app
+            .call(
+                "POST",
+                "/v1/conversations/conv-new/handoff",
+                Some(KEY),
+                Value::Null,
+            )
+            .await;
+        assert_eq!((s, d["action"].as_str()), (200, Some("handoff")), "{d}");
+        app.finish().await;
+    }
+}
+
+const NEW_POLICY: &str = r#"
+version = 1
+[[trigger]]
+id = "explicit_request"
+when = "signals.human_request"
+reason = "visitor_asked_for_human"
+priority = 900
+action = "handoff"
+[[trigger]]
+id = "pricing"
+when = "'pricing' in signals.intents"
+reason = "pricing_question"
+priority = 500
+action = "handoff"
+[[test]]
+name = "pricing goes to sales"
+turns = [["user", "how much does the team plan cost?"]]
+expect = { action = "handoff", trigger = "pricing" }
+"#;
+
+#[tokio::test]
+async fn the_policy_is_read_checked_replaced_and_simulated() {
+    for app in apps("policy").await {
+        let (s, before) = app.call("GET", "/v1/policy", Some(KEY), Value::Null).await;
+        assert_eq!(s, 200, "{before}");
+        let old_hash = before["hash"].as_str().expect("hash").to_string();
+        assert!(
+            before["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("pricing_form"))
+        );
+
+        // Only an admin may change it.
+        let (s, d) = app
+            .call("PUT", "/v1/policy", Some(KEY), json!(NEW_POLICY))
+            .await;
+        assert_eq!(
+            (s, d["error"]["code"].as_str()),
+            (403, Some("forbidden")),
+            "{d}"
+        );
+        // Invalid: every problem with its line and column; nothing changes.
+        let broken = NEW_POLICY.replace("signals.intents\"", "signals.intent\"");
+        let (s, d) = app
+            .call("PUT", "/v1/policy", Some(ADMIN_KEY), json!(broken))
+            .await;
+        assert_eq!(
+            (s, d["error"]["code"].as_str()),
+            (400, Some("invalid_policy")),
+            "{d}"
+        );
+        assert!(
+            d["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("policy.toml:11:")),
+            "{d}"
+        );
+        // A failing [[test]] case is refused too.
+        let failing = NEW_POLICY.replace("trigger = \"pricing\"", "trigger = \"explicit_request\"");
+        let (s, d) = app
+            .call("PUT", "/v1/policy", Some(ADMIN_KEY), json!(failing))
+            .await;
+        assert_eq!(
+            (s, d["error"]["code"].as_str()),
+            (400, Some("policy_tests_failed")),
+            "{d}"
+        );
+        // A dry run says what would change, and changes nothing.
+        let (s, d) = app
+            .call(
+                "PUT",
+                "/v1/policy?dry_run=true",
+                Some(ADMIN_KEY),
+                json!(NEW_POLICY),
+            )
+            .await;
+        assert_eq!(s, 200, "{d}");
+        assert_eq!(d["diff"]["triggers"]["added"], json!(["pricing"]));
+        assert_eq!(
+            d["diff"]["triggers"]["removed"],
+            json!(["frustration", "pricing_form"])
+        );
+        assert_eq!(d["tests_passed"], 1);
+        let (_, now) = app.call("GET", "/v1/policy", Some(KEY), Value::Null).await;
+        assert_eq!(now["hash"], old_hash);
+        let (_, d) = app
+            .turn(
+                "conv-p",
+                json!({"role": "user", "text": "what does the pro plan cost?"}),
+                None,
+            )
+            .await;
+        assert_eq!(d["action"], "continue", "{d}");
+
+        // Replaced: the next decision uses it and names it.
+        let (s, d) = app
+            .call("PUT", "/v1/policy", Some(ADMIN_KEY), json!(NEW_POLICY))
+            .await;
+        assert_eq!((s, d["active"].as_bool()), (200, Some(true)), "{d}");
+        let new_hash = d["hash"].as_str().expect("hash").to_string();
+        let (_, d) = app
+            .turn(
+                "conv-p",
+                json!({"role": "user", "text": "and the price of the team plan?"}),
+                None,
+            )
+            .await;
+        assert_eq!(
+            (d["action"].as_str(), d["policy_hash"].as_str()),
+            (Some("handoff"), Some(new_hash.as_str())),
+            "{d}"
+        );
+        let (_, v) = app
+            .call("GET", "/v1/policy/versions", Some(KEY), Value::Null)
+            .await;
+        assert_eq!(v["versions"][0]["hash"], new_hash.as_str());
+        assert_eq!(v["versions"][0]["active"], true);
+
+        // Simulation: a transcript in, every turn's trace out, nothing stored.
+        let (s, sim) = app
+            .call(
+                "POST",
+                "/v1/policy/simulate",
+                Some(KEY),
+                json!({
+                    "turns": [
+                        {"role": "user", "text": "hello"},
+                        {"role": "bot", "text": "Hi! How can I help?"},
+                        {"role": "user", "text": "can I speak to a person"},
+                        {"role": "bot", "text": "Anything else?"},
+                    ],
+                    "at": "2026-11-23T15:00:00Z",
+                }),
+            )
+            .await;
+        assert_eq!(s, 200, "{sim}");
+        assert_eq!(sim["handed_over_at"], 2);
+        assert_eq!(sim["steps"][2]["trigger"], "explicit_request");
+        assert!(sim["steps"][3]["conflict"].is_string(), "{sim}");
+        assert_eq!(
+            sim["steps"][2]["triggers"].as_array().map(Vec::len),
+            Some(2)
+        );
+        // ...against a candidate policy given inline.
+        let (_, sim) = app
+            .call("POST", "/v1/policy/simulate", Some(KEY), json!({"turns": [{"role": "user", "text": "can I speak to a person"}], "policy": "version = 1"}))
+            .await;
+        assert_eq!(sim["handed_over_at"], Value::Null, "{sim}");
+        let (s, d) = app
+            .call(
+                "POST",
+                "/v1/policy/simulate",
+                Some(KEY),
+                json!({"turns": []}),
+            )
+            .await;
+        assert_eq!((s, d["error"]["field"].as_str()), (400, Some("turns")));
+        app.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn metrics_and_the_openapi_document_are_served() {
+    for app in apps("metrics").await {
+        app.turn(
+            "conv-m",
+            json!({"role": "user", "text": "agent please"}),
+            None,
+        )
+        .await;
+        app.turn("conv-m2", json!({"role": "user", "text": "hello"}), None)
+            .await;
+        let (s, m) = app.call("GET", "/metrics", None, Value::Null).await;
+        let text = m.as_str().unwrap_or_default().to_string();
+        assert_eq!(s, 200);
+        assert!(
+            text.contains(
+                r#"baton_decisions_total{action="handoff",trigger="explicit_request"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"baton_handoffs_created_total{trigger="explicit_request"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"baton_http_requests_total{route="/v1/conversations/{id}/turns",method="POST",status="200"} 2"#), "{text}");
+        assert!(
+            text.contains("baton_decide_duration_seconds_count 2"),
+            "{text}"
+        );
+
+        let (s, sum) = app
+            .call("GET", "/v1/metrics/summary", Some(KEY), Value::Null)
+            .await;
+        assert_eq!(s, 200);
+        assert_eq!(
+            (sum["conversations"].as_i64(), sum["handoffs"].as_i64()),
+            (Some(2), Some(1)),
+            "{sum}"
+        );
+        assert_eq!(sum["handoffs_by_trigger"]["explicit_request"], 1);
+        let (s, _) = app
+            .call("GET", "/v1/metrics/summary", None, Value::Null)
+            .await;
+        assert_eq!(s, 401);
+
+        // Every documented path is served (none falls through to "no such route").
+        let (s, doc) = app.call("GET", "/v1/openapi.json", None, Value::Null).await;
+        assert_eq!((s, doc["openapi"].as_str()), (200, Some("3.1.0")));
+        let paths = doc["paths"].as_object().expect("paths").clone();
+        assert!(paths.len() >= 13, "{}", paths.len());
+        for (path, ops) in &paths {
+            for method in ops.as_object().expect("operations").keys() {
+                let concrete = path.replace("{id}", "doc-check");
+                let (s, d) = app
+                    .call(
+                        &method.to_uppercase(),
+                        &concrete,
+                        Some(ADMIN_KEY),
+                        Value::Null,
+                    )
+                    .await;
+                let fell_through = s == 404
+                    && d["error"]["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("no such route"));
+                assert!(
+                    !fell_through,
+                    "{method} {path} is documented but not served"
+                );
+            }
+        }
+        let (s, d) = app.call("GET", "/v1/nowhere", Some(KEY), Value::Null).await;
+        assert_eq!((s, d["error"]["code"].as_str()), (404, Some("not_found")));
         app.finish().await;
     }
 }

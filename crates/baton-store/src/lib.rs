@@ -62,7 +62,10 @@ pub struct ConversationRow {
     pub created_at: String,
     pub updated_at: String,
     pub turns: Vec<TurnRow>,
+    pub events: Vec<EventRow>,
     pub decisions: Vec<DecisionRow>,
+    /// Oldest first; with [`Detail::ForDecision`] their briefs are left empty.
+    pub handoffs: Vec<HandoffRow>,
 }
 
 /// A handoff as stored.
@@ -80,35 +83,88 @@ pub struct HandoffRow {
     pub created_at: String,
 }
 
-/// A new turn with its decision, committed together.
+/// A stored event (a page view, a form fill, a custom signal, an explicit handoff request).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewTurn {
-    pub conversation_id: String,
-    /// The epoch the decision was made on; the commit fails if it moved.
-    pub expected_epoch: i64,
-    /// The conversation's owner and epoch after this turn.
-    pub state: String,
-    pub epoch: i64,
-    pub contact: String,
-    pub account: String,
-    pub page: Option<String>,
-    pub role: String,
-    pub text: String,
+pub struct EventRow {
+    pub seq: i64,
+    pub kind: String,
+    /// The event's fields, as JSON.
+    pub data: String,
     pub at: String,
-    pub signals: Option<String>,
+}
+
+/// What a new entry of the conversation is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// A message, with its own signals when they were computed.
+    Turn {
+        role: String,
+        text: String,
+        signals: Option<String>,
+    },
+    /// Something that happened besides a message.
+    Event { kind: String, data: String },
+}
+
+/// A decision, as stored with the entry it was made on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecisionRecord {
     pub action: String,
     pub trigger: Option<String>,
     pub reason: Option<String>,
     pub priority: Option<i64>,
     pub policy_hash: String,
+    /// The full trace, as JSON.
     pub trace: String,
-    /// A handoff this turn created: its id and brief.
+}
+
+/// A new entry (a turn or an event) with its decision, committed together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEntry {
+    pub conversation_id: String,
+    /// The epoch the decision was made on; the commit fails if it moved.
+    pub expected_epoch: i64,
+    /// The conversation's owner and epoch after this entry.
+    pub state: String,
+    pub epoch: i64,
+    pub contact: String,
+    pub account: String,
+    pub page: Option<String>,
+    pub at: String,
+    pub entry: Entry,
+    pub decision: Option<DecisionRecord>,
+    /// A handoff this entry created: its id and brief.
     pub handoff: Option<(String, String)>,
     /// `(key, request hash, response)` to answer a retry with.
     pub idempotency: Option<(String, String, String)>,
 }
 
-/// The outcome of committing a turn.
+/// A stored policy version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyRow {
+    pub hash: String,
+    pub body: String,
+    pub created_at: String,
+    /// When it last became the active version.
+    pub activated_at: String,
+    pub active: bool,
+}
+
+/// Counts over the whole store, for `/v1/metrics/summary`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub conversations: i64,
+    /// `(state, conversations)`.
+    pub by_state: Vec<(String, i64)>,
+    pub turns: i64,
+    pub handoffs: i64,
+    /// `(trigger, handoffs)`; created handoffs only.
+    pub handoffs_by_trigger: Vec<(String, i64)>,
+    /// `(action, decisions)`.
+    pub decisions_by_action: Vec<(String, i64)>,
+}
+
+/// The outcome of committing an entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Commit {
     /// Stored, with its sequence number in the conversation.
@@ -143,8 +199,8 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         detail: Detail,
     ) -> impl Future<Output = Result<Option<ConversationRow>, StoreError>> + Send;
-    /// Commits a turn, its decision and what it created, all or nothing.
-    fn commit_turn(&self, t: &NewTurn) -> impl Future<Output = Result<Commit, StoreError>> + Send;
+    /// Commits an entry, its decision and what it created, all or nothing.
+    fn commit(&self, t: &NewEntry) -> impl Future<Output = Result<Commit, StoreError>> + Send;
     /// The stored answer to a retried request: `(request hash, response)`.
     fn idempotent(
         &self,
@@ -160,6 +216,22 @@ pub trait Store: Send + Sync + 'static {
         &self,
         id: &str,
     ) -> impl Future<Output = Result<Option<HandoffRow>, StoreError>> + Send;
+    /// Stores a policy version (once per hash) and makes it the active one.
+    fn activate_policy(
+        &self,
+        hash: &str,
+        body: &str,
+        at: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The active policy version, if one was ever stored.
+    fn active_policy(&self) -> impl Future<Output = Result<Option<PolicyRow>, StoreError>> + Send;
+    /// Stored policy versions, most recently activated first.
+    fn policies(
+        &self,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<PolicyRow>, StoreError>> + Send;
+    /// Counts for the summary.
+    fn summary(&self) -> impl Future<Output = Result<Summary, StoreError>> + Send;
     /// Stores an API key's hash; the key itself is never stored.
     fn create_key(
         &self,
@@ -204,6 +276,15 @@ macro_rules! store_impl {
                 .into_iter()
                 .map(|(seq, role, text, at, signals)| TurnRow { seq, role, text, at, signals })
                 .collect();
+                let events = sqlx::query_as::<_, (i64, String, String, String)>(
+                    "SELECT seq, kind, data, at FROM events WHERE conversation_id = $1 ORDER BY seq",
+                )
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .map(|(seq, kind, data, at)| EventRow { seq, kind, data, at })
+                .collect();
                 let decisions_sql = match detail {
                     Detail::Full => "SELECT seq, action, epoch, trigger_id, reason, policy_hash, trace, at FROM decisions WHERE conversation_id = $1 ORDER BY seq",
                     Detail::ForDecision => "SELECT seq, action, epoch, trigger_id, reason, policy_hash, '', at FROM decisions WHERE conversation_id = $1 AND trigger_id IS NOT NULL ORDER BY seq",
@@ -215,6 +296,17 @@ macro_rules! store_impl {
                 .into_iter()
                 .map(|(seq, action, epoch, trigger, reason, policy_hash, trace, at)| DecisionRow { seq, action, epoch, trigger, reason, policy_hash, trace, at })
                 .collect();
+                let handoffs_sql = match detail {
+                    Detail::Full => "SELECT id, conversation_id, seq, trigger_id, reason, priority, state, brief, created_at FROM handoffs WHERE conversation_id = $1 ORDER BY seq",
+                    Detail::ForDecision => "SELECT id, conversation_id, seq, trigger_id, reason, priority, state, '', created_at FROM handoffs WHERE conversation_id = $1 ORDER BY seq",
+                };
+                let handoffs = sqlx::query_as::<_, HandoffTuple>(handoffs_sql)
+                    .bind(id)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .into_iter()
+                    .map(handoff_row)
+                    .collect();
                 Ok(Some(ConversationRow {
                     id: c.0,
                     state: c.1,
@@ -225,11 +317,13 @@ macro_rules! store_impl {
                     created_at: c.6,
                     updated_at: c.7,
                     turns,
+                    events,
                     decisions,
+                    handoffs,
                 }))
             }
 
-            async fn commit_turn(&self, t: &NewTurn) -> Result<Commit, StoreError> {
+            async fn commit(&self, t: &NewEntry) -> Result<Commit, StoreError> {
                 let mut tx = self.pool.begin().await?;
                 if let Some((key, _, _)) = &t.idempotency {
                     let seen = sqlx::query_as::<_, (String, String)>("SELECT request_hash, response FROM idempotency WHERE conversation_id = $1 AND key = $2")
@@ -273,32 +367,50 @@ macro_rules! store_impl {
                     tx.rollback().await?;
                     return Ok(Commit::Conflict { state, epoch });
                 };
+                // Turns and events share one sequence.
                 let seq = count - 1;
-                sqlx::query("INSERT INTO turns (conversation_id, seq, role, text, at, signals) VALUES ($1, $2, $3, $4, $5, $6)")
+                match &t.entry {
+                    Entry::Turn { role, text, signals } => {
+                        sqlx::query("INSERT INTO turns (conversation_id, seq, role, text, at, signals) VALUES ($1, $2, $3, $4, $5, $6)")
+                            .bind(&t.conversation_id)
+                            .bind(seq)
+                            .bind(role)
+                            .bind(text)
+                            .bind(&t.at)
+                            .bind(signals)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    Entry::Event { kind, data } => {
+                        sqlx::query("INSERT INTO events (conversation_id, seq, kind, data, at) VALUES ($1, $2, $3, $4, $5)")
+                            .bind(&t.conversation_id)
+                            .bind(seq)
+                            .bind(kind)
+                            .bind(data)
+                            .bind(&t.at)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+                if let Some(d) = &t.decision {
+                    sqlx::query(
+                        "INSERT INTO decisions (conversation_id, seq, action, epoch, trigger_id, reason, policy_hash, trace, at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    )
                     .bind(&t.conversation_id)
                     .bind(seq)
-                    .bind(&t.role)
-                    .bind(&t.text)
+                    .bind(&d.action)
+                    .bind(t.epoch)
+                    .bind(&d.trigger)
+                    .bind(&d.reason)
+                    .bind(&d.policy_hash)
+                    .bind(&d.trace)
                     .bind(&t.at)
-                    .bind(&t.signals)
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query(
-                    "INSERT INTO decisions (conversation_id, seq, action, epoch, trigger_id, reason, policy_hash, trace, at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                )
-                .bind(&t.conversation_id)
-                .bind(seq)
-                .bind(&t.action)
-                .bind(t.epoch)
-                .bind(&t.trigger)
-                .bind(&t.reason)
-                .bind(&t.policy_hash)
-                .bind(&t.trace)
-                .bind(&t.at)
-                .execute(&mut *tx)
-                .await?;
+                }
                 if let Some((id, brief)) = &t.handoff {
+                    let d = t.decision.as_ref();
                     sqlx::query(
                         "INSERT INTO handoffs (id, conversation_id, seq, trigger_id, reason, priority, state, brief, created_at) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -306,9 +418,9 @@ macro_rules! store_impl {
                     .bind(id)
                     .bind(&t.conversation_id)
                     .bind(seq)
-                    .bind(&t.trigger)
-                    .bind(&t.reason)
-                    .bind(t.priority)
+                    .bind(d.and_then(|d| d.trigger.as_ref()))
+                    .bind(d.and_then(|d| d.reason.as_ref()))
+                    .bind(d.and_then(|d| d.priority))
                     .bind(&t.state)
                     .bind(brief)
                     .bind(&t.at)
@@ -359,6 +471,61 @@ macro_rules! store_impl {
                 .map(handoff_row))
             }
 
+            async fn activate_policy(&self, hash: &str, body: &str, at: &str) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("UPDATE policies SET active = 0 WHERE active = 1")
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO policies (hash, body, created_at, activated_at, active) VALUES ($1, $2, $3, $3, 1) \
+                     ON CONFLICT (hash) DO UPDATE SET active = 1, activated_at = $3",
+                )
+                .bind(hash)
+                .bind(body)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn active_policy(&self) -> Result<Option<PolicyRow>, StoreError> {
+                Ok(sqlx::query_as::<_, (String, String, String, String, i64)>(
+                    "SELECT hash, body, created_at, activated_at, active FROM policies WHERE active = 1",
+                )
+                .fetch_optional(&self.pool)
+                .await?
+                .map(policy_row))
+            }
+
+            async fn policies(&self, limit: i64) -> Result<Vec<PolicyRow>, StoreError> {
+                Ok(sqlx::query_as::<_, (String, String, String, String, i64)>(
+                    "SELECT hash, body, created_at, activated_at, active FROM policies ORDER BY activated_at DESC, hash LIMIT $1",
+                )
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .map(policy_row)
+                .collect())
+            }
+
+            async fn summary(&self) -> Result<Summary, StoreError> {
+                let count = |sql: &'static str| sqlx::query_as::<_, (i64,)>(sql).fetch_one(&self.pool);
+                let groups = |sql: &'static str| sqlx::query_as::<_, (String, i64)>(sql).fetch_all(&self.pool);
+                Ok(Summary {
+                    conversations: count("SELECT COUNT(*) FROM conversations").await?.0,
+                    by_state: groups("SELECT state, COUNT(*) FROM conversations GROUP BY state ORDER BY state").await?,
+                    turns: count("SELECT COUNT(*) FROM turns").await?.0,
+                    handoffs: count("SELECT COUNT(*) FROM handoffs").await?.0,
+                    handoffs_by_trigger: groups(
+                        "SELECT COALESCE(trigger_id, ''), COUNT(*) FROM handoffs GROUP BY COALESCE(trigger_id, '') ORDER BY 1",
+                    )
+                    .await?,
+                    decisions_by_action: groups("SELECT action, COUNT(*) FROM decisions GROUP BY action ORDER BY action").await?,
+                })
+            }
+
             async fn create_key(&self, key_hash: &str, name: &str, role: &str, at: &str) -> Result<(), StoreError> {
                 sqlx::query("INSERT INTO api_keys (key_hash, name, role, created_at) VALUES ($1, $2, $3, $4)")
                     .bind(key_hash)
@@ -391,6 +558,16 @@ type HandoffTuple = (
     String,
     String,
 );
+
+fn policy_row(r: (String, String, String, String, i64)) -> PolicyRow {
+    PolicyRow {
+        hash: r.0,
+        body: r.1,
+        created_at: r.2,
+        activated_at: r.3,
+        active: r.4 != 0,
+    }
+}
 
 fn handoff_row(r: HandoffTuple) -> HandoffRow {
     HandoffRow {

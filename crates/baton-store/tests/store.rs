@@ -1,10 +1,10 @@
 //! The same store stories on SQLite (always) and PostgreSQL (when BATON_TEST_DATABASE_URL is
 //! set; BATON_REQUIRE_PG=1 makes its absence a failure). Each test gets its own database.
 
-use baton_store::{Commit, Detail, NewTurn, PgStore, SqliteStore, Store};
+use baton_store::{Commit, DecisionRecord, Detail, Entry, NewEntry, PgStore, SqliteStore, Store};
 
-fn turn(conversation: &str, expected_epoch: i64, epoch: i64, state: &str, text: &str) -> NewTurn {
-    NewTurn {
+fn turn(conversation: &str, expected_epoch: i64, epoch: i64, state: &str, text: &str) -> NewEntry {
+    NewEntry {
         conversation_id: conversation.into(),
         expected_epoch,
         state: state.into(),
@@ -12,16 +12,20 @@ fn turn(conversation: &str, expected_epoch: i64, epoch: i64, state: &str, text: 
         contact: r#"{"name":"Alex"}"#.into(),
         account: "{}".into(),
         page: Some("/pricing".into()),
-        role: "user".into(),
-        text: text.into(),
         at: "2026-11-23T15:00:00Z".into(),
-        signals: Some(r#"{"human_request":false}"#.into()),
-        action: "continue".into(),
-        trigger: None,
-        reason: None,
-        priority: None,
-        policy_hash: "abc".into(),
-        trace: "{}".into(),
+        entry: Entry::Turn {
+            role: "user".into(),
+            text: text.into(),
+            signals: Some(r#"{"human_request":false}"#.into()),
+        },
+        decision: Some(DecisionRecord {
+            action: "continue".into(),
+            trigger: None,
+            reason: None,
+            priority: None,
+            policy_hash: "abc".into(),
+            trace: "{}".into(),
+        }),
         handoff: None,
         idempotency: None,
     }
@@ -113,13 +117,13 @@ async fn first_turn_creates_the_conversation(s: &impl Store) {
             .is_none()
     );
     assert_eq!(
-        s.commit_turn(&turn("c1", 0, 0, "bot", "hello"))
+        s.commit(&turn("c1", 0, 0, "bot", "hello"))
             .await
             .expect("commit"),
         Commit::Done { seq: 0 }
     );
     assert_eq!(
-        s.commit_turn(&turn("c1", 0, 0, "bot", "how much is it?"))
+        s.commit(&turn("c1", 0, 0, "bot", "how much is it?"))
             .await
             .expect("commit"),
         Commit::Done { seq: 1 }
@@ -150,17 +154,19 @@ async fn first_turn_creates_the_conversation(s: &impl Store) {
 
 async fn a_stale_epoch_conflicts_and_stores_nothing(s: &impl Store) {
     let mut handoff = turn("c2", 0, 1, "queued", "agent please");
-    handoff.action = "handoff".into();
-    handoff.trigger = Some("explicit_request".into());
+    if let Some(d) = handoff.decision.as_mut() {
+        d.action = "handoff".into();
+        d.trigger = Some("explicit_request".into());
+    }
     handoff.handoff = Some(("h-1".into(), r#"{"summary":["asked for a person"]}"#.into()));
     assert_eq!(
-        s.commit_turn(&handoff).await.expect("commit"),
+        s.commit(&handoff).await.expect("commit"),
         Commit::Done { seq: 0 }
     );
     // A writer still at epoch 0 is refused, and told where the conversation is.
     let stale = turn("c2", 0, 0, "bot", "the bot talks over the human");
     assert_eq!(
-        s.commit_turn(&stale).await.expect("commit"),
+        s.commit(&stale).await.expect("commit"),
         Commit::Conflict {
             state: "queued".into(),
             epoch: 1
@@ -189,12 +195,9 @@ async fn a_retried_request_is_stored_once(s: &impl Store) {
         "hash-a".into(),
         r#"{"action":"continue"}"#.into(),
     ));
+    assert_eq!(s.commit(&t).await.expect("commit"), Commit::Done { seq: 0 });
     assert_eq!(
-        s.commit_turn(&t).await.expect("commit"),
-        Commit::Done { seq: 0 }
-    );
-    assert_eq!(
-        s.commit_turn(&t).await.expect("commit"),
+        s.commit(&t).await.expect("commit"),
         Commit::Replay {
             request_hash: "hash-a".into(),
             response: r#"{"action":"continue"}"#.into()
@@ -221,7 +224,7 @@ async fn concurrent_turns_get_distinct_sequence_numbers<S: Store + Clone>(s: &S)
     for i in 0..16 {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
-            s.commit_turn(&turn("c4", 0, 0, "bot", &format!("message {i}")))
+            s.commit(&turn("c4", 0, 0, "bot", &format!("message {i}")))
                 .await
         }));
     }
@@ -252,6 +255,98 @@ async fn api_keys_are_found_by_hash(s: &impl Store) {
     );
 }
 
+async fn events_share_the_turns_sequence(s: &impl Store) {
+    s.commit(&turn("c5", 0, 0, "bot", "hello"))
+        .await
+        .expect("commit");
+    let mut view = turn("c5", 0, 0, "bot", "");
+    view.entry = Entry::Event {
+        kind: "page_view".into(),
+        data: r#"{"page":"/pricing"}"#.into(),
+    };
+    view.decision = None;
+    assert_eq!(
+        s.commit(&view).await.expect("commit"),
+        Commit::Done { seq: 1 }
+    );
+    s.commit(&turn("c5", 0, 0, "bot", "how much?"))
+        .await
+        .expect("commit");
+    let c = s
+        .conversation("c5", Detail::ForDecision)
+        .await
+        .expect("load")
+        .expect("exists");
+    assert_eq!(c.turns.iter().map(|t| t.seq).collect::<Vec<_>>(), [0, 2]);
+    assert_eq!(c.events.len(), 1);
+    assert_eq!(
+        (c.events[0].seq, c.events[0].kind.as_str()),
+        (1, "page_view")
+    );
+    let full = s
+        .conversation("c5", Detail::Full)
+        .await
+        .expect("load")
+        .expect("exists");
+    // The event made no decision.
+    assert_eq!(
+        full.decisions.iter().map(|d| d.seq).collect::<Vec<_>>(),
+        [0, 2]
+    );
+}
+
+async fn one_policy_version_is_active(s: &impl Store) {
+    assert!(s.active_policy().await.expect("load").is_none());
+    s.activate_policy("h1", "version = 1", "2026-11-23T15:00:00Z")
+        .await
+        .expect("store");
+    s.activate_policy("h2", "version = 1 # two", "2026-11-23T16:00:00Z")
+        .await
+        .expect("store");
+    assert_eq!(
+        s.active_policy().await.expect("load").expect("one").hash,
+        "h2"
+    );
+    // Going back to an earlier version reuses its row.
+    s.activate_policy("h1", "version = 1", "2026-11-23T17:00:00Z")
+        .await
+        .expect("store");
+    let all = s.policies(10).await.expect("list");
+    assert_eq!(
+        all.iter()
+            .map(|p| (p.hash.as_str(), p.active))
+            .collect::<Vec<_>>(),
+        [("h1", true), ("h2", false)]
+    );
+    assert_eq!(all[0].created_at, "2026-11-23T15:00:00Z");
+    assert_eq!(all[0].activated_at, "2026-11-23T17:00:00Z");
+}
+
+async fn the_summary_counts(s: &impl Store) {
+    assert_eq!(s.summary().await.expect("summary").conversations, 0);
+    s.commit(&turn("c6", 0, 0, "bot", "hi"))
+        .await
+        .expect("commit");
+    let mut h = turn("c6", 0, 1, "queued", "agent please");
+    if let Some(d) = h.decision.as_mut() {
+        d.action = "handoff".into();
+        d.trigger = Some("explicit_request".into());
+    }
+    h.handoff = Some(("h-6".into(), "{}".into()));
+    s.commit(&h).await.expect("commit");
+    let sum = s.summary().await.expect("summary");
+    assert_eq!((sum.conversations, sum.turns, sum.handoffs), (1, 2, 1));
+    assert_eq!(sum.by_state, [("queued".to_string(), 1)]);
+    assert_eq!(
+        sum.handoffs_by_trigger,
+        [("explicit_request".to_string(), 1)]
+    );
+    assert_eq!(
+        sum.decisions_by_action,
+        [("continue".to_string(), 1), ("handoff".to_string(), 1)]
+    );
+}
+
 macro_rules! story {
     ($name:ident) => {
         #[tokio::test]
@@ -274,6 +369,9 @@ mod both_backends {
     story!(a_retried_request_is_stored_once);
     story!(concurrent_turns_get_distinct_sequence_numbers);
     story!(api_keys_are_found_by_hash);
+    story!(events_share_the_turns_sequence);
+    story!(one_policy_version_is_active);
+    story!(the_summary_counts);
 }
 
 #[tokio::test]
@@ -283,7 +381,7 @@ async fn sqlite_data_survives_reopening() {
     {
         let s = SqliteStore::open(&path).await.expect("open");
         s.migrate().await.expect("migrate");
-        s.commit_turn(&turn("c9", 0, 0, "bot", "remember me"))
+        s.commit(&turn("c9", 0, 0, "bot", "remember me"))
             .await
             .expect("commit");
     }

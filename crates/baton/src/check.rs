@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use baton_core::check::run_tests;
 use baton_core::policy::Policy;
-use baton_detect::{Detector, DetectorConfig};
+use baton_detect::Detector;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -16,15 +16,7 @@ pub struct Args {
 
 /// The detectors a policy asks for (its `[detectors]` section).
 pub fn detector_for(policy: &Policy) -> anyhow::Result<Detector> {
-    let mut config = DetectorConfig::default();
-    if let Some(t) = policy.detectors.frustration_threshold {
-        config.thresholds.frustration = t;
-    }
-    if let Some(f) = policy.detectors.vader_floor {
-        config.thresholds.vader_floor = f;
-    }
-    config.extra_phrases = policy.detectors.phrases.clone();
-    Detector::with_config(&config).map_err(|e| anyhow::anyhow!("[detectors]: {e}"))
+    policy.detector().map_err(|e| anyhow::anyhow!(e))
 }
 
 /// Returns whether the policy is valid and every test passed.

@@ -2,6 +2,7 @@
 
 mod check;
 mod detect;
+mod replay;
 mod serve;
 
 use std::io;
@@ -24,6 +25,9 @@ enum Command {
     Detect(detect::Args),
     /// Validate a policy file and run its `[[test]]` cases; exits non-zero on any problem.
     Check(check::Args),
+    /// Run recorded conversations (JSON Lines) turn by turn through a policy: handoff rate, at
+    /// which turn, by trigger; with --against, the differences; with labels, precision and recall.
+    Replay(replay::Args),
     /// Serve the HTTP API (SQLite in the data directory by default, PostgreSQL with --database-url).
     Serve(serve::ServeArgs),
     /// Manage API keys.
@@ -42,6 +46,7 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Command::Serve(args) => serve::serve(&args),
+        Command::Replay(args) => replay::run(&args, io::BufWriter::new(io::stdout().lock())),
         Command::Keys { command } => serve::keys(&command),
         Command::Detect(args) => detect::run(
             &args,

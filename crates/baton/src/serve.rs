@@ -1,11 +1,9 @@
 //! `baton serve` and `baton keys create`: the server over a store chosen by URL.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
-use baton_core::policy::Policy;
-use baton_server::{App, key_hash};
+use baton_server::{App, Engine, key_hash};
 use baton_store::{PgStore, SqliteStore, Store};
 
 /// Where Baton keeps its state: the flags `serve` and `keys` share.
@@ -26,7 +24,8 @@ pub struct ServeArgs {
     listen: String,
     #[command(flatten)]
     storage: StorageArgs,
-    /// The policy file; default: the built-in copy of examples/policy.toml.
+    /// The policy file; it becomes the active version. Default: the active version stored by
+    /// an earlier start or `PUT /v1/policy`, else the built-in copy of examples/policy.toml.
     #[arg(long)]
     policy: Option<PathBuf>,
 }
@@ -45,20 +44,46 @@ pub enum KeysCommand {
     },
 }
 
-const DEFAULT_POLICY: &str = include_str!("../../../examples/policy.toml");
+pub const DEFAULT_POLICY: &str = include_str!("../../../examples/policy.toml");
 
-fn load_policy(path: Option<&PathBuf>) -> anyhow::Result<Policy> {
+/// The policy to serve: the file given, else the stored active version, else the built-in
+/// default. Whichever it is becomes (or stays) the stored active version, so every decision's
+/// policy hash names a stored text.
+async fn choose_policy<S: Store>(store: &S, path: Option<&PathBuf>) -> anyhow::Result<Engine> {
     let (name, text) = match path {
         Some(p) => (
             p.display().to_string(),
             std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
         ),
-        None => (
-            "examples/policy.toml (built in)".to_string(),
-            DEFAULT_POLICY.to_string(),
-        ),
+        None => match store
+            .active_policy()
+            .await
+            .context("reading the active policy")?
+        {
+            Some(row) => (format!("stored policy {}", row.hash), row.body),
+            None => (
+                "examples/policy.toml (built in)".to_string(),
+                DEFAULT_POLICY.to_string(),
+            ),
+        },
     };
-    Policy::load(&name, &text).map_err(|e| anyhow::anyhow!("{e}"))
+    let engine = Engine::load(&name, &text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let active = store
+        .active_policy()
+        .await
+        .context("reading the active policy")?;
+    if active.is_none_or(|row| row.hash != engine.policy.hash) {
+        store
+            .activate_policy(
+                &engine.policy.hash,
+                &text,
+                &jiff::Timestamp::now().to_string(),
+            )
+            .await
+            .context("storing the policy version")?;
+    }
+    eprintln!("baton: policy {name} (sha256 {})", engine.policy.hash);
+    Ok(engine)
 }
 
 /// The backend a URL names.
@@ -89,21 +114,12 @@ async fn open(storage: &StorageArgs) -> anyhow::Result<StoreChoice> {
 }
 
 async fn serve_with<S: Store>(store: S, args: &ServeArgs) -> anyhow::Result<()> {
-    let policy = load_policy(args.policy.as_ref())?;
-    let detector = crate::check::detector_for(&policy)?;
+    let engine = choose_policy(&store, args.policy.as_ref()).await?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
-    eprintln!(
-        "baton: serving on http://{} (policy sha256 {})",
-        listener.local_addr()?,
-        policy.hash
-    );
-    let app = App {
-        store: Arc::new(store),
-        policy: Arc::new(policy),
-        detector: Arc::new(detector),
-    };
+    eprintln!("baton: serving on http://{}", listener.local_addr()?);
+    let app = App::new(store, engine);
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -23,15 +23,16 @@ fn start(dir: &std::path::Path) -> (Child, String) {
         .spawn()
         .expect("start baton serve");
     let stderr = child.stderr.take().expect("stderr");
+    let mut reader = BufReader::new(stderr);
     let mut line = String::new();
-    BufReader::new(stderr)
-        .read_line(&mut line)
-        .expect("read the serving line");
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .expect("serving URL in the log")
-        .to_string();
+    let url = loop {
+        line.clear();
+        let n = reader.read_line(&mut line).expect("read the log");
+        assert!(n > 0, "baton serve exited before serving");
+        if let Some(w) = line.split_whitespace().find(|w| w.starts_with("http://")) {
+            break w.to_string();
+        }
+    };
     (child, url)
 }
 

@@ -1,0 +1,690 @@
+//! The bot's side of the API: turns, events and explicit handoffs, and the conversation view.
+//!
+//! Each write follows the same steps: authenticate, validate (nothing is stored from a
+//! rejected request), answer a retried `Idempotency-Key` from the store, load the
+//! conversation, decide (pure), and commit the entry with its decision in one transaction
+//! guarded by the epoch.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use baton_core::decide::{
+    BotMeta, ConversationView, DecideError, Decision, Event, HandoffRequest, NewTurn, PastTurn,
+    State as Owner, decide, decide_handoff,
+};
+use baton_detect::Role;
+use baton_store::{Commit, ConversationRow, DecisionRecord, Detail, Entry, NewEntry, Store};
+use serde::Deserialize;
+
+use crate::{
+    ApiError, App, MAX_TEXT_CHARS, authenticate, body_bytes, key_hash, parse_json, valid_id, wire,
+};
+
+/// Longest page, form, signal name or value accepted in an event, in characters.
+pub const MAX_FIELD_CHARS: usize = 2048;
+/// Most fields in a form fill.
+pub const MAX_FORM_FIELDS: usize = 64;
+
+fn now() -> jiff::Timestamp {
+    jiff::Timestamp::now()
+}
+
+fn invalid(field: &str, message: &str) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", message).field(field)
+}
+
+/// The event a stored row holds, if it is one that shapes the view.
+fn event_of(kind: &str, data: &str) -> Option<Event> {
+    let mut value: serde_json::Value = serde_json::from_str(data).ok()?;
+    value
+        .as_object_mut()?
+        .insert("type".into(), serde_json::Value::String(kind.to_string()));
+    serde_json::from_value::<EventBody>(value)
+        .ok()?
+        .into_event()
+}
+
+/// Rebuilds the engine's view of a stored conversation.
+pub(crate) fn view_of(row: &ConversationRow) -> ConversationView {
+    let mut view = ConversationView::new();
+    view.state = Owner::parse(&row.state).unwrap_or(Owner::Bot);
+    view.epoch = row.epoch.max(0) as u64;
+    view.contact = serde_json::from_str(&row.contact).unwrap_or_default();
+    view.account = serde_json::from_str(&row.account).unwrap_or_default();
+    // Events first (in order), then what the turns set: the page a turn names is newer.
+    for e in &row.events {
+        if let Some(event) = event_of(&e.kind, &e.data) {
+            view.apply(&event);
+        }
+    }
+    if row.page.is_some() {
+        view.page.clone_from(&row.page);
+    }
+    view.turns = row
+        .turns
+        .iter()
+        .map(|t| PastTurn {
+            role: if t.role == "bot" {
+                Role::Bot
+            } else {
+                Role::User
+            },
+            text: t.text.clone(),
+            at: t.at.parse().unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+            signals: None,
+        })
+        .collect();
+    view.fired = row
+        .decisions
+        .iter()
+        .filter_map(|d| Some((d.trigger.clone()?, d.at.parse().ok()?)))
+        .collect();
+    view
+}
+
+/// `(key, hash of the body)` from the `Idempotency-Key` header.
+fn idempotency_of(headers: &HeaderMap, body: &[u8]) -> Result<Option<(String, String)>, ApiError> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = v
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= 255)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_idempotency_key",
+                "Idempotency-Key must be 1 to 255 visible characters",
+            )
+            .field("Idempotency-Key")
+        })?;
+    Ok(Some((
+        key.to_string(),
+        key_hash(&String::from_utf8_lossy(body)),
+    )))
+}
+
+fn replay(hash: &str, stored_hash: &str, response: String) -> Result<Response, ApiError> {
+    if hash != stored_hash {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used with a different body",
+        )
+        .field("Idempotency-Key"));
+    }
+    Ok((
+        StatusCode::OK,
+        [
+            (axum::http::header::CONTENT_TYPE, "application/json"),
+            (
+                axum::http::HeaderName::from_static("idempotent-replayed"),
+                "true",
+            ),
+        ],
+        response,
+    )
+        .into_response())
+}
+
+/// A request already answered under this key is answered the same way.
+async fn replayed<S: Store>(
+    app: &App<S>,
+    id: &str,
+    idempotency: &Option<(String, String)>,
+) -> Result<Option<Response>, ApiError> {
+    if let Some((key, hash)) = idempotency
+        && let Some((stored_hash, response)) = app.store.idempotent(id, key).await?
+    {
+        return replay(hash, &stored_hash, response).map(Some);
+    }
+    Ok(None)
+}
+
+/// What a write stores besides its entry.
+struct Write<'a> {
+    id: &'a str,
+    view: &'a ConversationView,
+    at: jiff::Timestamp,
+    page: Option<String>,
+    entry: Entry,
+    idempotency: Option<(String, String)>,
+}
+
+/// Commits an entry with its decision (if any) and answers with `response`, or with what
+/// happened meanwhile (a conflict, a replay).
+async fn commit<S: Store>(
+    app: &App<S>,
+    w: Write<'_>,
+    decision: Option<&Decision>,
+    handoff_id: Option<String>,
+    response: serde_json::Value,
+) -> Result<Response, ApiError> {
+    let response_text = response.to_string();
+    let (state, epoch) = decision.map_or((w.view.state, w.view.epoch), |d| (d.state, d.epoch));
+    let entry = NewEntry {
+        conversation_id: w.id.to_string(),
+        expected_epoch: w.view.epoch as i64,
+        state: state.as_str().to_string(),
+        epoch: epoch as i64,
+        contact: serde_json::to_string(&w.view.contact).unwrap_or_else(|_| "{}".into()),
+        account: serde_json::to_string(&w.view.account).unwrap_or_else(|_| "{}".into()),
+        page: w.page,
+        at: w.at.to_string(),
+        entry: w.entry,
+        decision: decision.map(|d| DecisionRecord {
+            action: d.action.as_str().to_string(),
+            trigger: d.trigger.clone(),
+            reason: d.reason.clone(),
+            priority: d.priority,
+            policy_hash: d.policy_hash.clone(),
+            trace: wire::trace(d).to_string(),
+        }),
+        handoff: handoff_id.clone().zip(
+            decision
+                .and_then(|d| d.brief.as_ref())
+                .map(|b| wire::brief(b).to_string()),
+        ),
+        idempotency: w
+            .idempotency
+            .clone()
+            .map(|(k, h)| (k, h, response_text.clone())),
+    };
+    match app.store.commit(&entry).await? {
+        Commit::Done { .. } => {
+            if let Some(d) = decision {
+                app.metrics.decided(d, handoff_id.is_some());
+            }
+            Ok((
+                StatusCode::OK,
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                response_text,
+            )
+                .into_response())
+        }
+        Commit::Conflict { state, epoch } => Err(ApiError::conflict(
+            "the conversation changed owner while this request was decided; fetch it and retry",
+            &state,
+            epoch.max(0) as u64,
+        )),
+        Commit::Replay {
+            request_hash,
+            response,
+        } => replay(
+            &w.idempotency.map(|(_, h)| h).unwrap_or_default(),
+            &request_hash,
+            response,
+        ),
+    }
+}
+
+/// The open handoff a decision that created none still belongs to.
+fn open_handoff(row: Option<&ConversationRow>, d: &Decision) -> Option<String> {
+    if d.state.human_side() {
+        row.and_then(|r| r.handoffs.last()).map(|h| h.id.clone())
+    } else {
+        None
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TurnBody {
+    role: String,
+    text: String,
+    epoch: Option<u64>,
+    contact: Option<HashMap<String, String>>,
+    account: Option<HashMap<String, String>>,
+    page: Option<String>,
+    bot: Option<BotBody>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BotBody {
+    confidence: Option<f64>,
+    intent: Option<String>,
+    #[serde(default)]
+    fallback: bool,
+}
+
+fn check_maps(req: &TurnBody) -> Result<(), ApiError> {
+    for (name, map) in [("contact", &req.contact), ("account", &req.account)] {
+        if let Some(m) = map {
+            if m.len() > MAX_FORM_FIELDS {
+                return Err(invalid(
+                    name,
+                    &format!("{name} may hold at most {MAX_FORM_FIELDS} fields"),
+                ));
+            }
+            if m.iter()
+                .any(|(k, v)| k.chars().count() > 128 || v.chars().count() > MAX_FIELD_CHARS)
+            {
+                return Err(invalid(
+                    name,
+                    &format!(
+                        "{name} keys are at most 128 characters and values at most {MAX_FIELD_CHARS}"
+                    ),
+                ));
+            }
+        }
+    }
+    if req
+        .page
+        .as_ref()
+        .is_some_and(|p| p.chars().count() > MAX_FIELD_CHARS)
+    {
+        return Err(invalid(
+            "page",
+            &format!("page is at most {MAX_FIELD_CHARS} characters"),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) async fn post_turn<S: Store>(
+    State(app): State<App<S>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    authenticate(&app, &headers).await?;
+    valid_id(&id)?;
+    let body = body_bytes(body)?;
+    let idempotency = idempotency_of(&headers, &body)?;
+    if let Some(r) = replayed(&app, &id, &idempotency).await? {
+        return Ok(r);
+    }
+    let req: TurnBody = parse_json(&body, "a turn")?;
+    let role = match req.role.as_str() {
+        "user" => Role::User,
+        "bot" => Role::Bot,
+        other => {
+            return Err(invalid(
+                "role",
+                &format!("role must be \"user\" or \"bot\", not {other:?}"),
+            ));
+        }
+    };
+    let chars = req.text.chars().count();
+    if req.text.trim().is_empty() || chars > MAX_TEXT_CHARS {
+        return Err(invalid(
+            "text",
+            &format!("text must hold 1 to {MAX_TEXT_CHARS} characters (got {chars})"),
+        ));
+    }
+    if let Some(c) = req.bot.as_ref().and_then(|b| b.confidence)
+        && !(0.0..=1.0).contains(&c)
+    {
+        return Err(invalid(
+            "bot.confidence",
+            "bot.confidence must be between 0 and 1",
+        ));
+    }
+    check_maps(&req)?;
+
+    let row = app.store.conversation(&id, Detail::ForDecision).await?;
+    let mut view = row.as_ref().map(view_of).unwrap_or_default();
+    if let Some(c) = &req.contact {
+        view.contact.extend(c.clone());
+    }
+    if let Some(a) = &req.account {
+        view.account.extend(a.clone());
+    }
+    if req.page.is_some() {
+        view.page.clone_from(&req.page);
+    }
+    let at = now();
+    let turn = NewTurn {
+        role,
+        text: req.text.clone(),
+        epoch: req.epoch,
+        bot: req.bot.as_ref().map(|b| BotMeta {
+            confidence: b.confidence,
+            intent: b.intent.clone(),
+            fallback: b.fallback,
+        }),
+    };
+    let engine = app.engine();
+    let started = std::time::Instant::now();
+    let decided = decide(&engine.policy, &engine.detector, &view, &turn, at);
+    app.metrics.decide_seconds(started.elapsed());
+    let decision = decided.map_err(conflict)?;
+    let handoff_id = decision
+        .brief
+        .is_some()
+        .then(|| uuid::Uuid::now_v7().to_string());
+    let shown_id = handoff_id
+        .clone()
+        .or_else(|| open_handoff(row.as_ref(), &decision));
+    let response = wire::decision(&decision, shown_id.as_deref());
+    let signals = decision
+        .turn_signals
+        .as_ref()
+        .map(|s| wire::signals(s).to_string());
+    let write = Write {
+        id: &id,
+        view: &view,
+        at,
+        page: req.page.clone(),
+        entry: Entry::Turn {
+            role: req.role.clone(),
+            text: req.text.clone(),
+            signals,
+        },
+        idempotency,
+    };
+    commit(&app, write, Some(&decision), handoff_id, response).await
+}
+
+fn conflict(e: DecideError) -> ApiError {
+    match e {
+        DecideError::Conflict {
+            state,
+            epoch,
+            message,
+        } => ApiError::conflict(&message, state.as_str(), epoch),
+    }
+}
+
+/// `POST /v1/conversations/{id}/events`: one behavioural signal.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum EventBody {
+    PageView {
+        page: String,
+    },
+    FormFill {
+        form: String,
+        #[serde(default)]
+        fields: BTreeMap<String, serde_json::Value>,
+    },
+    Attribution {
+        source: Option<String>,
+        campaign: Option<String>,
+        referrer: Option<String>,
+    },
+    Signal {
+        name: String,
+        value: serde_json::Value,
+    },
+}
+
+/// A JSON scalar as the string the policy reads.
+fn scalar(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+impl EventBody {
+    fn kind(&self) -> &'static str {
+        match self {
+            EventBody::PageView { .. } => "page_view",
+            EventBody::FormFill { .. } => "form_fill",
+            EventBody::Attribution { .. } => "attribution",
+            EventBody::Signal { .. } => "signal",
+        }
+    }
+
+    fn into_event(self) -> Option<Event> {
+        Some(match self {
+            EventBody::PageView { page } => Event::PageView { page },
+            EventBody::FormFill { form, fields } => Event::FormFill {
+                form,
+                fields: fields
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.clone(), scalar(v)?)))
+                    .collect(),
+            },
+            EventBody::Attribution {
+                source,
+                campaign,
+                referrer,
+            } => Event::Attribution {
+                source,
+                campaign,
+                referrer,
+            },
+            EventBody::Signal { name, value } => Event::Signal {
+                name,
+                value: scalar(&value)?,
+            },
+        })
+    }
+
+    /// Every string within bounds, scalars where scalars are expected.
+    fn check(&self) -> Result<(), ApiError> {
+        let long = |s: &str| s.trim().is_empty() || s.chars().count() > MAX_FIELD_CHARS;
+        let msg = format!("must hold 1 to {MAX_FIELD_CHARS} characters");
+        match self {
+            EventBody::PageView { page } if long(page) => {
+                Err(invalid("page", &format!("page {msg}")))
+            }
+            EventBody::FormFill { form, fields } => {
+                if long(form) {
+                    return Err(invalid("form", &format!("form {msg}")));
+                }
+                if fields.len() > MAX_FORM_FIELDS {
+                    return Err(invalid(
+                        "fields",
+                        &format!("a form fill carries at most {MAX_FORM_FIELDS} fields"),
+                    ));
+                }
+                for (k, v) in fields {
+                    let ok =
+                        !long(k) && scalar(v).is_some_and(|s| s.chars().count() <= MAX_FIELD_CHARS);
+                    if !ok {
+                        return Err(invalid(
+                            &format!("fields.{k}"),
+                            &format!(
+                                "form fields are strings, numbers or booleans of at most {MAX_FIELD_CHARS} characters"
+                            ),
+                        ));
+                    }
+                }
+                Ok(())
+            }
+            EventBody::Attribution {
+                source,
+                campaign,
+                referrer,
+            } => {
+                for (name, v) in [
+                    ("source", source),
+                    ("campaign", campaign),
+                    ("referrer", referrer),
+                ] {
+                    if v.as_deref().is_some_and(long) {
+                        return Err(invalid(name, &format!("{name} {msg}")));
+                    }
+                }
+                if source.is_none() && campaign.is_none() && referrer.is_none() {
+                    return Err(invalid(
+                        "source",
+                        "an attribution event names a source, a campaign or a referrer",
+                    ));
+                }
+                Ok(())
+            }
+            EventBody::Signal { name, value } => {
+                if long(name) {
+                    return Err(invalid("name", &format!("name {msg}")));
+                }
+                if scalar(value).is_none_or(|s| s.chars().count() > MAX_FIELD_CHARS) {
+                    return Err(invalid(
+                        "value",
+                        &format!(
+                            "value is a string, a number or a boolean of at most {MAX_FIELD_CHARS} characters"
+                        ),
+                    ));
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+pub(crate) async fn post_event<S: Store>(
+    State(app): State<App<S>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    authenticate(&app, &headers).await?;
+    valid_id(&id)?;
+    let body = body_bytes(body)?;
+    let idempotency = idempotency_of(&headers, &body)?;
+    if let Some(r) = replayed(&app, &id, &idempotency).await? {
+        return Ok(r);
+    }
+    let value: serde_json::Value = parse_json(&body, "an event")?;
+    let event: EventBody = serde_json::from_value(value.clone()).map_err(|e| {
+        invalid(
+            "type",
+            &format!("the body is not an event (page_view, form_fill, attribution, signal): {e}"),
+        )
+    })?;
+    event.check()?;
+    let kind = event.kind();
+    let mut data = value;
+    if let Some(m) = data.as_object_mut() {
+        m.remove("type");
+    }
+    // An event changes no owner; if one changes meanwhile, the event is simply retried.
+    for _ in 0..3 {
+        let row = app.store.conversation(&id, Detail::ForDecision).await?;
+        let view = row.as_ref().map(view_of).unwrap_or_default();
+        let response = serde_json::json!({
+            "conversation_id": id,
+            "type": kind,
+            "state": view.state.as_str(),
+            "epoch": view.epoch,
+        });
+        let write = Write {
+            id: &id,
+            view: &view,
+            at: now(),
+            page: None,
+            entry: Entry::Event {
+                kind: kind.to_string(),
+                data: data.to_string(),
+            },
+            idempotency: idempotency.clone(),
+        };
+        match commit(&app, write, None, None, response).await {
+            Err(e) if e.is_conflict() => continue,
+            other => return other,
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "busy",
+        "the conversation kept changing owner; retry the event",
+    ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct HandoffBody {
+    /// `user` (the visitor pressed "talk to a person") or `bot` (default).
+    by: Option<String>,
+    reason: Option<String>,
+    epoch: Option<u64>,
+}
+
+pub(crate) async fn post_handoff<S: Store>(
+    State(app): State<App<S>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    authenticate(&app, &headers).await?;
+    valid_id(&id)?;
+    let body = body_bytes(body)?;
+    let idempotency = idempotency_of(&headers, &body)?;
+    if let Some(r) = replayed(&app, &id, &idempotency).await? {
+        return Ok(r);
+    }
+    let req: HandoffBody = if body.iter().all(u8::is_ascii_whitespace) {
+        HandoffBody::default()
+    } else {
+        parse_json(&body, "a handoff request")?
+    };
+    let by = match req.by.as_deref() {
+        None | Some("bot") => Role::Bot,
+        Some("user") => Role::User,
+        Some(other) => {
+            return Err(invalid(
+                "by",
+                &format!("by must be \"user\" or \"bot\", not {other:?}"),
+            ));
+        }
+    };
+    if req
+        .reason
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > MAX_FIELD_CHARS)
+    {
+        return Err(invalid(
+            "reason",
+            &format!("reason is at most {MAX_FIELD_CHARS} characters"),
+        ));
+    }
+    let row = app.store.conversation(&id, Detail::ForDecision).await?;
+    let view = row.as_ref().map(view_of).unwrap_or_default();
+    let at = now();
+    let engine = app.engine();
+    let request = HandoffRequest {
+        by,
+        note: req.reason.clone(),
+        epoch: req.epoch,
+    };
+    let started = std::time::Instant::now();
+    let decided = decide_handoff(&engine.policy, &engine.detector, &view, &request, at);
+    app.metrics.decide_seconds(started.elapsed());
+    let decision = decided.map_err(conflict)?;
+    let handoff_id = decision
+        .brief
+        .is_some()
+        .then(|| uuid::Uuid::now_v7().to_string());
+    let shown_id = handoff_id
+        .clone()
+        .or_else(|| open_handoff(row.as_ref(), &decision));
+    let response = wire::decision(&decision, shown_id.as_deref());
+    let write = Write {
+        id: &id,
+        view: &view,
+        at,
+        page: None,
+        entry: Entry::Event {
+            kind: "handoff_request".into(),
+            data: serde_json::json!({"by": if by == Role::User { "user" } else { "bot" }, "reason": req.reason}).to_string(),
+        },
+        idempotency,
+    };
+    commit(&app, write, Some(&decision), handoff_id, response).await
+}
+
+pub(crate) async fn get_conversation<S: Store>(
+    State(app): State<App<S>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authenticate(&app, &headers).await?;
+    valid_id(&id)?;
+    let row = app
+        .store
+        .conversation(&id, Detail::Full)
+        .await?
+        .ok_or_else(|| ApiError::not_found("conversation", &id))?;
+    Ok(axum::Json(wire::conversation(&row)).into_response())
+}
