@@ -78,14 +78,18 @@ pub fn run_case(policy: &Policy, detector: &Detector, case: &TestCase) -> TestRe
             }
             let fired: Vec<&str> = d.fired();
             format!(
-                "{} by {} (matched: {})",
+                "{} by {} (matched: {}){}",
                 d.action.as_str(),
                 d.trigger.as_deref().unwrap_or("no trigger"),
                 if fired.is_empty() {
                     "none".into()
                 } else {
                     fired.join(", ")
-                }
+                },
+                d.segment
+                    .as_deref()
+                    .map(|s| format!(" [segment {s}]"))
+                    .unwrap_or_default()
             )
         }
         Err(e) => {

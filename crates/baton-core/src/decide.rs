@@ -268,6 +268,8 @@ pub struct Decision {
     /// The conversation's owner after this turn.
     pub state: State,
     pub epoch: u64,
+    /// The `[[segment]]` whose criteria and triggers were used, if one matched.
+    pub segment: Option<String>,
     /// The trigger that decided, if any.
     pub trigger: Option<String>,
     pub reason: Option<String>,
@@ -633,6 +635,7 @@ fn evaluate(
         action: Outcome::Continue,
         state: view.state,
         epoch: view.epoch,
+        segment: None,
         trigger: None,
         reason: None,
         priority: None,
@@ -669,8 +672,18 @@ fn evaluate(
         decision.turn_signals = turn_signals;
         return Ok(decision);
     };
+    // The first segment that matches brings its own criteria and triggers.
+    let segment = policy
+        .segments
+        .iter()
+        .find(|s| sc.eval_bool(&s.when).unwrap_or(false));
+    let (qualification, triggers) = match segment {
+        Some(s) => (&s.qualification, &s.triggers),
+        None => (&policy.qualification, &policy.triggers),
+    };
+    decision.segment = segment.map(|s| s.id.clone());
     let mut criteria: Vec<(String, bool)> = Vec::new();
-    for c in &policy.qualification {
+    for c in qualification {
         let met = sc.eval_bool(&c.when).ok();
         decision.criteria.push(CriterionEval {
             name: c.name.clone(),
@@ -690,7 +703,7 @@ fn evaluate(
 
     let user_turns = signals.conversation.user_turns as u32;
     let mut chosen: Option<usize> = None;
-    for (i, t) in policy.triggers.iter().enumerate() {
+    for (i, t) in triggers.iter().enumerate() {
         let mut eval = TriggerEval {
             id: t.id.clone(),
             value: None,
@@ -724,12 +737,11 @@ fn evaluate(
     }
 
     // An explicit request is honoured even when the policy would keep the bot.
-    let explicit_wins =
-        explicit && chosen.is_none_or(|i| policy.triggers[i].action == Action::Nurture);
+    let explicit_wins = explicit && chosen.is_none_or(|i| triggers[i].action == Action::Nurture);
     if explicit_wins {
         decision.trigger = Some(EXPLICIT_TRIGGER.into());
         decision.reason = Some("explicit_request".into());
-        decision.priority = Some(policy.triggers.first().map_or(100, |t| t.priority));
+        decision.priority = Some(triggers.first().map_or(100, |t| t.priority));
         decision.action = Outcome::Handoff;
         if view.state != State::Queued {
             decision.state = State::Queued;
@@ -738,7 +750,7 @@ fn evaluate(
         decision.message = Some(message(policy, "handoff", view, "explicit_request"));
         decision.brief = Some(build_brief(view, turn, explicit, &signals, &decision));
     } else if let Some(i) = chosen {
-        let t = &policy.triggers[i];
+        let t = &triggers[i];
         decision.trigger = Some(t.id.clone());
         decision.reason = Some(t.reason.clone());
         decision.priority = Some(t.priority);

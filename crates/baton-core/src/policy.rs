@@ -112,6 +112,18 @@ pub struct Criterion {
     pub when: Expr,
 }
 
+/// A `[[segment]]`: when `when` holds (first match, file order), its criteria and triggers
+/// are used instead of the policy's. Both lists are complete (the policy's, with the
+/// segment's overrides applied) so that deciding only picks one.
+#[derive(Debug)]
+pub struct Segment {
+    pub id: String,
+    pub when: Expr,
+    pub qualification: Vec<Criterion>,
+    /// Sorted by priority, highest first.
+    pub triggers: Vec<Trigger>,
+}
+
 /// A validated policy, ready for `decide()`.
 #[derive(Debug)]
 pub struct Policy {
@@ -124,6 +136,8 @@ pub struct Policy {
     pub scoring: Vec<ScoreRule>,
     /// Sorted by priority, highest first; ties keep file order.
     pub triggers: Vec<Trigger>,
+    /// In file order; the first whose condition holds applies.
+    pub segments: Vec<Segment>,
     pub calendars: Arc<BTreeMap<String, Calendar>>,
     pub messages: BTreeMap<String, String>,
     pub tests: Vec<TestCase>,
@@ -180,7 +194,7 @@ struct File {
     #[serde(default)]
     messages: BTreeMap<String, String>,
     #[serde(default)]
-    segment: Vec<toml::Value>,
+    segment: Vec<SegmentFile>,
     #[serde(default)]
     queue: Vec<toml::Value>,
     #[serde(default)]
@@ -246,6 +260,37 @@ struct TriggerFile {
     cooldown: Option<Spanned<String>>,
     #[serde(default)]
     min_turns: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SegmentFile {
+    id: Spanned<String>,
+    when: Spanned<String>,
+    #[serde(default)]
+    qualification: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    trigger: Vec<SegmentTriggerFile>,
+}
+
+/// A trigger of a segment: an existing id with the fields to change (`enabled = false` drops
+/// it), or a new trigger with `when`, `reason` and `action`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SegmentTriggerFile {
+    id: Spanned<String>,
+    when: Option<Spanned<String>>,
+    reason: Option<String>,
+    priority: Option<i64>,
+    action: Option<Action>,
+    cooldown: Option<Spanned<String>>,
+    min_turns: Option<u32>,
+    #[serde(default = "yes")]
+    enabled: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Deserialize)]
@@ -457,7 +502,153 @@ struct Loader<'a> {
     errors: Vec<PolicyError>,
 }
 
+/// A checked expression compiled again (for a segment that keeps a trigger or criterion).
+fn recompile(l: &mut Loader<'_>, compiler: &Compiler, e: &Expr, what: &str) -> Option<Expr> {
+    match compiler.compile(e.source(), Some(&Type::Bool)) {
+        Ok(e) => Some(e),
+        Err(err) => {
+            l.at(0..0, format!("{what}: {err}"));
+            None
+        }
+    }
+}
+
+/// The segments with their complete criteria and triggers.
+fn segments(
+    l: &mut Loader<'_>,
+    compiler: &Compiler,
+    raw: Vec<SegmentFile>,
+    qualification: &[Criterion],
+    triggers: &[Trigger],
+) -> Vec<Segment> {
+    let mut out = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
+    for s in raw {
+        let id = s.id.get_ref().clone();
+        if id.trim().is_empty() {
+            l.at(s.id.span(), "a segment needs a non-empty id".into());
+        } else if seen.contains(&id) {
+            l.at(s.id.span(), format!("segment id {id:?} is used twice"));
+        }
+        seen.push(id.clone());
+        let when = l.expr(compiler, &format!("segment {id:?}"), &s.when, &Type::Bool);
+        for (name, src) in &s.qualification {
+            if !qualification.iter().any(|c| &c.name == name) {
+                l.at(
+                    src.span(),
+                    format!(
+                        "segment {id:?}: no criterion {name:?} in [qualification] (a segment changes criteria, it does not add them)"
+                    ),
+                );
+            }
+        }
+        let mut crit = Vec::new();
+        for c in qualification {
+            let what = format!("segment {id:?} [qualification] {}", c.name);
+            let e = match s.qualification.get(&c.name) {
+                Some(src) => l.expr(compiler, &what, src, &Type::Bool),
+                None => recompile(l, compiler, &c.when, &what),
+            };
+            if let Some(e) = e {
+                crit.push(Criterion {
+                    name: c.name.clone(),
+                    when: e,
+                });
+            }
+        }
+        let mut trig = Vec::new();
+        for t in triggers {
+            let over = s.trigger.iter().find(|o| o.id.get_ref() == &t.id);
+            if over.is_some_and(|o| !o.enabled) {
+                continue;
+            }
+            let what = format!("segment {id:?} trigger {:?}", t.id);
+            let when = match over.and_then(|o| o.when.as_ref()) {
+                Some(src) => l.expr(compiler, &what, src, &Type::Bool),
+                None => recompile(l, compiler, &t.when, &what),
+            };
+            let cooldown = match over.and_then(|o| o.cooldown.as_ref()) {
+                Some(c) => l.cooldown(c),
+                None => t.cooldown,
+            };
+            if let Some(when) = when {
+                trig.push(Trigger {
+                    id: t.id.clone(),
+                    when,
+                    reason: over
+                        .and_then(|o| o.reason.clone())
+                        .unwrap_or_else(|| t.reason.clone()),
+                    priority: over.and_then(|o| o.priority).unwrap_or(t.priority),
+                    action: over.and_then(|o| o.action).unwrap_or(t.action),
+                    cooldown,
+                    min_turns: over.and_then(|o| o.min_turns).unwrap_or(t.min_turns),
+                });
+            }
+        }
+        for o in &s.trigger {
+            let tid = o.id.get_ref();
+            if triggers.iter().any(|t| &t.id == tid) {
+                continue;
+            }
+            let (Some(src), Some(reason), Some(action)) = (&o.when, &o.reason, o.action) else {
+                l.at(
+                    o.id.span(),
+                    format!(
+                        "segment {id:?}: trigger {tid:?} is not in the policy, so it needs `when`, `reason` and `action`"
+                    ),
+                );
+                continue;
+            };
+            if !o.enabled {
+                continue;
+            }
+            let cooldown = o.cooldown.as_ref().and_then(|c| l.cooldown(c));
+            if let Some(when) = l.expr(
+                compiler,
+                &format!("segment {id:?} trigger {tid:?}"),
+                src,
+                &Type::Bool,
+            ) {
+                trig.push(Trigger {
+                    id: tid.clone(),
+                    when,
+                    reason: reason.clone(),
+                    priority: o.priority.unwrap_or(0),
+                    action,
+                    cooldown,
+                    min_turns: o.min_turns.unwrap_or(0),
+                });
+            }
+        }
+        trig.sort_by_key(|t| std::cmp::Reverse(t.priority));
+        if let Some(when) = when {
+            out.push(Segment {
+                id,
+                when,
+                qualification: crit,
+                triggers: trig,
+            });
+        }
+    }
+    out
+}
+
 impl Loader<'_> {
+    /// A `cooldown` value, or an error at its position.
+    fn cooldown(&mut self, c: &Spanned<String>) -> Option<SignedDuration> {
+        let d = parse_duration(c.get_ref());
+        if d.is_none() {
+            self.at(
+                c.span(),
+                format!(
+                    "cooldown {:?} is not a duration such as \"10m\" or \"1h30m\"",
+                    c.get_ref()
+                ),
+            );
+        }
+        d
+    }
+
     fn at(&mut self, span: Range<usize>, message: String) {
         let (line, column) = line_column(self.text, span.start);
         self.errors.push(PolicyError {
@@ -630,22 +821,7 @@ impl Policy {
                 l.at(t.id.span(), format!("trigger id {id:?} is used twice"));
             }
             seen.push(id.clone());
-            let cooldown = match &t.cooldown {
-                Some(c) => match parse_duration(c.get_ref()) {
-                    Some(d) => Some(d),
-                    None => {
-                        l.at(
-                            c.span(),
-                            format!(
-                                "cooldown {:?} is not a duration such as \"10m\" or \"1h30m\"",
-                                c.get_ref()
-                            ),
-                        );
-                        None
-                    }
-                },
-                None => None,
-            };
+            let cooldown = t.cooldown.as_ref().and_then(|c| l.cooldown(c));
             if let Some(when) = l.expr(&compiler, &format!("trigger {id:?}"), &t.when, &Type::Bool)
             {
                 triggers.push(Trigger {
@@ -660,6 +836,7 @@ impl Policy {
             }
         }
         triggers.sort_by_key(|t| std::cmp::Reverse(t.priority));
+        let segments = self::segments(&mut l, &compiler, raw.segment, &qualification, &triggers);
 
         let detectors = raw
             .detectors
@@ -700,6 +877,9 @@ impl Policy {
             }
             if let Some(id) = &tf.expect.trigger
                 && !triggers.iter().any(|t| &t.id == id)
+                && !segments
+                    .iter()
+                    .any(|s| s.triggers.iter().any(|t| &t.id == id))
             {
                 l.at(
                     span.clone(),
@@ -735,7 +915,7 @@ impl Policy {
             });
         }
         // Sections the routing issue will read are accepted as written for now.
-        let _ = (&raw.segment, &raw.queue, &raw.route);
+        let _ = (&raw.queue, &raw.route);
 
         if !l.errors.is_empty() {
             return Err(PolicyErrors(l.errors));
@@ -747,6 +927,7 @@ impl Policy {
             qualification,
             scoring,
             triggers,
+            segments,
             calendars: Arc::new(calendars),
             messages: raw.messages,
             tests,

@@ -265,3 +265,93 @@ fn writing_again_while_a_meeting_is_pending_creates_nothing_new() {
     assert_eq!((again.state, again.epoch), (State::Scheduled, 1));
     assert!(again.brief.is_none(), "a second handoff was created");
 }
+
+const SEGMENTED: &str = r#"
+version = 1
+[qualification]
+budget_ok = "lead.budget.amount >= 10000.0"
+[[trigger]]
+id = "qualified"
+when = "lead.criteria.budget_ok"
+reason = "qualified"
+priority = 10
+action = "handoff"
+[[trigger]]
+id = "pricing"
+when = "'pricing' in signals.intents"
+reason = "pricing"
+priority = 5
+action = "handoff"
+[[segment]]
+id = "enterprise"
+when = "account.tier == 'enterprise'"
+[segment.qualification]
+budget_ok = "lead.budget.amount >= 100000.0"
+[[segment.trigger]]
+id = "pricing"
+enabled = false
+[[segment.trigger]]
+id = "security_review"
+when = "'compliance' in signals.topics"
+reason = "security_review"
+priority = 50
+action = "schedule"
+"#;
+
+#[test]
+fn a_segment_brings_its_own_criteria_and_triggers() {
+    let policy = Policy::load("segmented.toml", SEGMENTED).expect("valid");
+    let turn = user("What does it cost? Our budget is $40,000 a year.");
+    let mut view = ConversationView::new();
+    let d = decide(&policy, &DETECTOR, &view, &turn, monday_afternoon()).expect("decision");
+    assert_eq!(
+        (d.segment.as_deref(), d.trigger.as_deref()),
+        (None, Some("qualified"))
+    );
+
+    view.account.insert("tier".into(), "enterprise".into());
+    let d = decide(&policy, &DETECTOR, &view, &turn, monday_afternoon()).expect("decision");
+    assert_eq!(d.segment.as_deref(), Some("enterprise"));
+    assert_eq!(d.action, Outcome::Continue, "{:?}", d.triggers);
+    assert_eq!(
+        d.triggers.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
+        ["security_review", "qualified"],
+        "pricing is dropped, the new trigger is added by priority"
+    );
+    assert_eq!(d.criteria[0].met, Some(false));
+    let d = decide(
+        &policy,
+        &DETECTOR,
+        &view,
+        &user("we need your SOC 2 report for our compliance review"),
+        monday_afternoon(),
+    )
+    .expect("decision");
+    assert_eq!(
+        (d.action, d.trigger.as_deref()),
+        (Outcome::Schedule, Some("security_review"))
+    );
+}
+
+#[test]
+fn a_bad_segment_is_reported_where_it_is_written() {
+    let bad = SEGMENTED
+        .replace(
+            "[segment.qualification]\nbudget_ok",
+            "[segment.qualification]\nbudget_okay",
+        )
+        .replace("reason = \"security_review\"\n", "");
+    let err = Policy::load("segmented.toml", &bad)
+        .expect_err("invalid")
+        .to_string();
+    assert!(
+        err.contains("segmented.toml:21:15: segment \"enterprise\": no criterion \"budget_okay\""),
+        "{err}"
+    );
+    assert!(err.contains("trigger \"security_review\" is not in the policy, so it needs `when`, `reason` and `action`"), "{err}");
+    let bad = SEGMENTED.replace("account.tier == 'enterprise'", "account.tier == 3");
+    let err = Policy::load("segmented.toml", &bad)
+        .expect_err("invalid")
+        .to_string();
+    assert!(err.contains("segmented.toml:19:"), "{err}");
+}

@@ -205,6 +205,7 @@ pub fn trace(d: &baton_core::decide::Decision) -> serde_json::Value {
         "action": d.action.as_str(),
         "state": d.state.as_str(),
         "epoch": d.epoch,
+        "segment": d.segment,
         "trigger": d.trigger,
         "reason": d.reason,
         "priority": d.priority,
