@@ -5,6 +5,11 @@
 //! The store knows rows, not the engine's types: decisions, traces and briefs arrive as JSON
 //! text produced at the edge, so this crate depends on neither the detectors nor serde.
 //!
+//! Durability without a sync per turn: every entry goes to one writer task, which commits the
+//! entries waiting at that moment in one transaction (each in its own savepoint, so one
+//! entry's conflict or failure does not touch the others) and answers each caller only after
+//! that transaction is on disk.
+//!
 //! Concurrency: a turn is committed with the epoch its decision was made on. The conversation
 //! row is updated with a compare-and-set on that epoch, and its turn counter gives each turn its
 //! sequence number in the same statement, so two writers can never interleave a turn, and a
@@ -21,6 +26,11 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported database URL {0:?} (use sqlite://PATH or postgres://...)")]
     Url(String),
+    /// The group commit an entry was part of failed; nothing of it was stored.
+    #[error("database (group commit): {0}")]
+    Batch(String),
+    #[error("the store's writer has stopped")]
+    Closed,
 }
 
 /// A stored turn.
@@ -247,8 +257,195 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<(String, String)>, StoreError>> + Send;
 }
 
+/// Most entries committed in one transaction.
+pub const MAX_BATCH: usize = 256;
+
+/// An entry waiting for the writer, with where to send its outcome.
+type Job = (
+    NewEntry,
+    tokio::sync::oneshot::Sender<Result<Commit, StoreError>>,
+);
+
 macro_rules! store_impl {
     ($name:ident, $db:ty, $migrations:literal) => {
+        impl $name {
+            /// The one writer: commits whatever entries are waiting in one transaction (group
+            /// commit: one sync to disk for the lot), each inside its own savepoint so that a
+            /// conflict or a failure of one leaves the others alone, and answers each only once
+            /// the transaction is durable.
+            async fn writer(pool: sqlx::Pool<$db>, mut rx: tokio::sync::mpsc::Receiver<Job>) {
+                let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+                while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+                    let outcomes = match Self::commit_batch(&pool, &batch).await {
+                        Ok(o) => o,
+                        Err(e) => {
+                            let msg = e.to_string();
+                            batch.iter().map(|_| Err(StoreError::Batch(msg.clone()))).collect()
+                        }
+                    };
+                    for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
+                        // The caller may have gone away; its entry is stored all the same.
+                        let _ = reply.send(outcome);
+                    }
+                }
+            }
+
+            async fn commit_batch(
+                pool: &sqlx::Pool<$db>,
+                batch: &[Job],
+            ) -> Result<Vec<Result<Commit, StoreError>>, sqlx::Error> {
+                use sqlx::Acquire;
+                let mut tx = pool.begin().await?;
+                let mut out = Vec::with_capacity(batch.len());
+                if let [(t, _)] = batch {
+                    // Alone: no savepoint needed.
+                    let outcome = Self::apply(&mut tx, t).await?;
+                    if matches!(outcome, Commit::Done { .. }) {
+                        tx.commit().await?;
+                    } else {
+                        tx.rollback().await?;
+                    }
+                    out.push(Ok(outcome));
+                    return Ok(out);
+                }
+                for (t, _) in batch {
+                    let mut sp = (&mut tx).begin().await?;
+                    match Self::apply(&mut sp, t).await {
+                        Ok(outcome @ Commit::Done { .. }) => {
+                            sp.commit().await?;
+                            out.push(Ok(outcome));
+                        }
+                        Ok(outcome) => {
+                            sp.rollback().await?;
+                            out.push(Ok(outcome));
+                        }
+                        Err(e) => {
+                            sp.rollback().await?;
+                            out.push(Err(StoreError::Database(e)));
+                        }
+                    }
+                }
+                tx.commit().await?;
+                Ok(out)
+            }
+
+            async fn apply(tx: &mut <$db as sqlx::Database>::Connection, t: &NewEntry) -> Result<Commit, sqlx::Error> {
+                if let Some((key, _, _)) = &t.idempotency {
+                    let seen = sqlx::query_as::<_, (String, String)>("SELECT request_hash, response FROM idempotency WHERE conversation_id = $1 AND key = $2")
+                        .bind(&t.conversation_id)
+                        .bind(key)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if let Some((request_hash, response)) = seen {
+                        return Ok(Commit::Replay { request_hash, response });
+                    }
+                }
+                // The first turn creates the conversation at epoch 0.
+                sqlx::query(
+                    "INSERT INTO conversations (id, state, epoch, contact, account, page, turn_count, created_at, updated_at) \
+                     VALUES ($1, 'bot', 0, '{}', '{}', NULL, 0, $2, $2) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(&t.conversation_id)
+                .bind(&t.at)
+                .execute(&mut *tx)
+                .await?;
+                // Compare-and-set on the epoch; the turn counter numbers the turn.
+                let updated = sqlx::query_as::<_, (i64,)>(
+                    "UPDATE conversations SET state = $1, epoch = $2, contact = $3, account = $4, page = COALESCE($5, page), \
+                     turn_count = turn_count + 1, updated_at = $6 WHERE id = $7 AND epoch = $8 RETURNING turn_count",
+                )
+                .bind(&t.state)
+                .bind(t.epoch)
+                .bind(&t.contact)
+                .bind(&t.account)
+                .bind(&t.page)
+                .bind(&t.at)
+                .bind(&t.conversation_id)
+                .bind(t.expected_epoch)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((count,)) = updated else {
+                    let (state, epoch) = sqlx::query_as::<_, (String, i64)>("SELECT state, epoch FROM conversations WHERE id = $1")
+                        .bind(&t.conversation_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    return Ok(Commit::Conflict { state, epoch });
+                };
+                // Turns and events share one sequence.
+                let seq = count - 1;
+                match &t.entry {
+                    Entry::Turn { role, text, signals } => {
+                        sqlx::query("INSERT INTO turns (conversation_id, seq, role, text, at, signals) VALUES ($1, $2, $3, $4, $5, $6)")
+                            .bind(&t.conversation_id)
+                            .bind(seq)
+                            .bind(role)
+                            .bind(text)
+                            .bind(&t.at)
+                            .bind(signals)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    Entry::Event { kind, data } => {
+                        sqlx::query("INSERT INTO events (conversation_id, seq, kind, data, at) VALUES ($1, $2, $3, $4, $5)")
+                            .bind(&t.conversation_id)
+                            .bind(seq)
+                            .bind(kind)
+                            .bind(data)
+                            .bind(&t.at)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+                if let Some(d) = &t.decision {
+                    sqlx::query(
+                        "INSERT INTO decisions (conversation_id, seq, action, epoch, trigger_id, reason, policy_hash, trace, at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    )
+                    .bind(&t.conversation_id)
+                    .bind(seq)
+                    .bind(&d.action)
+                    .bind(t.epoch)
+                    .bind(&d.trigger)
+                    .bind(&d.reason)
+                    .bind(&d.policy_hash)
+                    .bind(&d.trace)
+                    .bind(&t.at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                if let Some((id, brief)) = &t.handoff {
+                    let d = t.decision.as_ref();
+                    sqlx::query(
+                        "INSERT INTO handoffs (id, conversation_id, seq, trigger_id, reason, priority, state, brief, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    )
+                    .bind(id)
+                    .bind(&t.conversation_id)
+                    .bind(seq)
+                    .bind(d.and_then(|d| d.trigger.as_ref()))
+                    .bind(d.and_then(|d| d.reason.as_ref()))
+                    .bind(d.and_then(|d| d.priority))
+                    .bind(&t.state)
+                    .bind(brief)
+                    .bind(&t.at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                if let Some((key, hash, response)) = &t.idempotency {
+                    sqlx::query("INSERT INTO idempotency (conversation_id, key, request_hash, response, created_at) VALUES ($1, $2, $3, $4, $5)")
+                        .bind(&t.conversation_id)
+                        .bind(key)
+                        .bind(hash)
+                        .bind(response)
+                        .bind(&t.at)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                Ok(Commit::Done { seq })
+            }
+
+        }
+
         impl Store for $name {
             async fn migrate(&self) -> Result<(), StoreError> {
                 sqlx::migrate!($migrations).run(&self.pool).await?;
@@ -324,121 +521,12 @@ macro_rules! store_impl {
             }
 
             async fn commit(&self, t: &NewEntry) -> Result<Commit, StoreError> {
-                let mut tx = self.pool.begin().await?;
-                if let Some((key, _, _)) = &t.idempotency {
-                    let seen = sqlx::query_as::<_, (String, String)>("SELECT request_hash, response FROM idempotency WHERE conversation_id = $1 AND key = $2")
-                        .bind(&t.conversation_id)
-                        .bind(key)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    if let Some((request_hash, response)) = seen {
-                        return Ok(Commit::Replay { request_hash, response });
-                    }
-                }
-                // The first turn creates the conversation at epoch 0.
-                sqlx::query(
-                    "INSERT INTO conversations (id, state, epoch, contact, account, page, turn_count, created_at, updated_at) \
-                     VALUES ($1, 'bot', 0, '{}', '{}', NULL, 0, $2, $2) ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(&t.conversation_id)
-                .bind(&t.at)
-                .execute(&mut *tx)
-                .await?;
-                // Compare-and-set on the epoch; the turn counter numbers the turn.
-                let updated = sqlx::query_as::<_, (i64,)>(
-                    "UPDATE conversations SET state = $1, epoch = $2, contact = $3, account = $4, page = COALESCE($5, page), \
-                     turn_count = turn_count + 1, updated_at = $6 WHERE id = $7 AND epoch = $8 RETURNING turn_count",
-                )
-                .bind(&t.state)
-                .bind(t.epoch)
-                .bind(&t.contact)
-                .bind(&t.account)
-                .bind(&t.page)
-                .bind(&t.at)
-                .bind(&t.conversation_id)
-                .bind(t.expected_epoch)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some((count,)) = updated else {
-                    let (state, epoch) = sqlx::query_as::<_, (String, i64)>("SELECT state, epoch FROM conversations WHERE id = $1")
-                        .bind(&t.conversation_id)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    tx.rollback().await?;
-                    return Ok(Commit::Conflict { state, epoch });
-                };
-                // Turns and events share one sequence.
-                let seq = count - 1;
-                match &t.entry {
-                    Entry::Turn { role, text, signals } => {
-                        sqlx::query("INSERT INTO turns (conversation_id, seq, role, text, at, signals) VALUES ($1, $2, $3, $4, $5, $6)")
-                            .bind(&t.conversation_id)
-                            .bind(seq)
-                            .bind(role)
-                            .bind(text)
-                            .bind(&t.at)
-                            .bind(signals)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    Entry::Event { kind, data } => {
-                        sqlx::query("INSERT INTO events (conversation_id, seq, kind, data, at) VALUES ($1, $2, $3, $4, $5)")
-                            .bind(&t.conversation_id)
-                            .bind(seq)
-                            .bind(kind)
-                            .bind(data)
-                            .bind(&t.at)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                }
-                if let Some(d) = &t.decision {
-                    sqlx::query(
-                        "INSERT INTO decisions (conversation_id, seq, action, epoch, trigger_id, reason, policy_hash, trace, at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                    )
-                    .bind(&t.conversation_id)
-                    .bind(seq)
-                    .bind(&d.action)
-                    .bind(t.epoch)
-                    .bind(&d.trigger)
-                    .bind(&d.reason)
-                    .bind(&d.policy_hash)
-                    .bind(&d.trace)
-                    .bind(&t.at)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                if let Some((id, brief)) = &t.handoff {
-                    let d = t.decision.as_ref();
-                    sqlx::query(
-                        "INSERT INTO handoffs (id, conversation_id, seq, trigger_id, reason, priority, state, brief, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                    )
-                    .bind(id)
-                    .bind(&t.conversation_id)
-                    .bind(seq)
-                    .bind(d.and_then(|d| d.trigger.as_ref()))
-                    .bind(d.and_then(|d| d.reason.as_ref()))
-                    .bind(d.and_then(|d| d.priority))
-                    .bind(&t.state)
-                    .bind(brief)
-                    .bind(&t.at)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                if let Some((key, hash, response)) = &t.idempotency {
-                    sqlx::query("INSERT INTO idempotency (conversation_id, key, request_hash, response, created_at) VALUES ($1, $2, $3, $4, $5)")
-                        .bind(&t.conversation_id)
-                        .bind(key)
-                        .bind(hash)
-                        .bind(response)
-                        .bind(&t.at)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-                Ok(Commit::Done { seq })
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                self.writer
+                    .send((t.clone(), reply))
+                    .await
+                    .map_err(|_| StoreError::Closed)?;
+                answer.await.map_err(|_| StoreError::Closed)?
             }
 
             async fn idempotent(&self, conversation_id: &str, key: &str) -> Result<Option<(String, String)>, StoreError> {
@@ -588,6 +676,7 @@ fn handoff_row(r: HandoffTuple) -> HandoffRow {
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: sqlx::SqlitePool,
+    writer: tokio::sync::mpsc::Sender<Job>,
 }
 
 impl SqliteStore {
@@ -604,7 +693,9 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(options)
             .await?;
-        Ok(SqliteStore { pool })
+        let (writer, rx) = tokio::sync::mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(SqliteStore::writer(pool.clone(), rx));
+        Ok(SqliteStore { pool, writer })
     }
 }
 
@@ -612,6 +703,7 @@ impl SqliteStore {
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: sqlx::PgPool,
+    writer: tokio::sync::mpsc::Sender<Job>,
 }
 
 impl PgStore {
@@ -623,7 +715,9 @@ impl PgStore {
             .max_connections(16)
             .connect(url)
             .await?;
-        Ok(PgStore { pool })
+        let (writer, rx) = tokio::sync::mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(PgStore::writer(pool.clone(), rx));
+        Ok(PgStore { pool, writer })
     }
 
     /// Closes every connection (a database can be dropped only once nobody uses it).

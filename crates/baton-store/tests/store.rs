@@ -239,6 +239,49 @@ async fn concurrent_turns_get_distinct_sequence_numbers<S: Store + Clone>(s: &S)
     assert_eq!(seqs, (0..16).collect::<Vec<i64>>());
 }
 
+/// Entries committed together (one group commit) still conflict one by one.
+async fn a_conflict_in_a_group_commit_leaves_the_others_alone<S: Store + Clone>(s: &S) {
+    s.commit(&turn("c7", 0, 1, "queued", "agent please"))
+        .await
+        .expect("commit");
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let s = s.clone();
+        // Even ones hold the current epoch (1), odd ones a stale one (0).
+        let expected = if i % 2 == 0 { 1 } else { 0 };
+        tasks.push(tokio::spawn(async move {
+            s.commit(&turn(
+                "c7",
+                expected,
+                expected,
+                "queued",
+                &format!("message {i}"),
+            ))
+            .await
+        }));
+    }
+    let (mut done, mut conflicts) = (Vec::new(), 0);
+    for t in tasks {
+        match t.await.expect("task").expect("commit") {
+            Commit::Done { seq } => done.push(seq),
+            Commit::Conflict { state, epoch } => {
+                assert_eq!((state.as_str(), epoch), ("queued", 1));
+                conflicts += 1;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    done.sort();
+    assert_eq!(done, (1..21).collect::<Vec<i64>>());
+    assert_eq!(conflicts, 20);
+    let c = s
+        .conversation("c7", Detail::Full)
+        .await
+        .expect("load")
+        .expect("exists");
+    assert_eq!((c.turns.len(), c.decisions.len()), (21, 21));
+}
+
 async fn api_keys_are_found_by_hash(s: &impl Store) {
     s.create_key("h1", "website bot", "bot", "2026-11-23T15:00:00Z")
         .await
@@ -369,6 +412,7 @@ mod both_backends {
     story!(a_retried_request_is_stored_once);
     story!(concurrent_turns_get_distinct_sequence_numbers);
     story!(api_keys_are_found_by_hash);
+    story!(a_conflict_in_a_group_commit_leaves_the_others_alone);
     story!(events_share_the_turns_sequence);
     story!(one_policy_version_is_active);
     story!(the_summary_counts);
