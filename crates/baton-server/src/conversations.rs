@@ -145,9 +145,46 @@ async fn replayed<S: Store>(
     Ok(None)
 }
 
+/// A conversation as this node last saw it: the engine's view (with each past turn's
+/// signals, so they are not detected again), how many entries it held, its last handoff.
+/// Kept in [`App`]'s cache; a commit names `count`, so a view that missed another node's (or
+/// another request's) entry is refused as stale and reloaded, never decided on.
+#[derive(Clone)]
+pub(crate) struct Known {
+    pub view: ConversationView,
+    pub count: i64,
+    pub last_handoff: Option<String>,
+}
+
+/// The conversation from the cache, or from the store when `fresh` or not cached.
+async fn known<S: Store>(app: &App<S>, id: &str, fresh: bool) -> Result<Known, ApiError> {
+    if !fresh && let Some(k) = app.conversations.get(id) {
+        return Ok((*k).clone());
+    }
+    let row = app.store.conversation(id, Detail::ForDecision).await?;
+    let k = match row {
+        Some(r) => Known {
+            view: view_of(&r),
+            count: r.turn_count,
+            last_handoff: r.handoffs.last().map(|h| h.id.clone()),
+        },
+        None => Known {
+            view: ConversationView::new(),
+            count: 0,
+            last_handoff: None,
+        },
+    };
+    app.conversations
+        .insert(id.to_string(), std::sync::Arc::new(k.clone()));
+    Ok(k)
+}
+
 /// What a write stores besides its entry.
 struct Write<'a> {
     id: &'a str,
+    known: &'a Known,
+    /// The view the decision was made on (the known one with the request's contact, account
+    /// and page).
     view: &'a ConversationView,
     at: jiff::Timestamp,
     page: Option<String>,
@@ -155,27 +192,36 @@ struct Write<'a> {
     idempotency: Option<(String, String)>,
 }
 
-/// Commits an entry with its decision (if any) and answers with `response`, or with what
-/// happened meanwhile (a conflict, a replay).
+/// How a write ended.
+enum Wrote {
+    /// Stored; answer with the response.
+    Done { seq: i64, response: Response },
+    /// Another entry came first: reload and decide again.
+    Stale,
+}
+
+/// Commits an entry with its decision (if any), or says what happened meanwhile (a conflict,
+/// a replay, a stale view).
 async fn commit<S: Store>(
     app: &App<S>,
-    w: Write<'_>,
+    w: &Write<'_>,
     decision: Option<&Decision>,
-    handoff_id: Option<String>,
-    response: serde_json::Value,
-) -> Result<Response, ApiError> {
+    handoff_id: Option<&str>,
+    response: &serde_json::Value,
+) -> Result<Wrote, ApiError> {
     let response_text = response.to_string();
     let (state, epoch) = decision.map_or((w.view.state, w.view.epoch), |d| (d.state, d.epoch));
     let entry = NewEntry {
         conversation_id: w.id.to_string(),
         expected_epoch: w.view.epoch as i64,
+        expected_count: Some(w.known.count),
         state: state.as_str().to_string(),
         epoch: epoch as i64,
         contact: serde_json::to_string(&w.view.contact).unwrap_or_else(|_| "{}".into()),
         account: serde_json::to_string(&w.view.account).unwrap_or_else(|_| "{}".into()),
-        page: w.page,
+        page: w.page.clone(),
         at: w.at.to_string(),
-        entry: w.entry,
+        entry: w.entry.clone(),
         decision: decision.map(|d| DecisionRecord {
             action: d.action.as_str().to_string(),
             trigger: d.trigger.clone(),
@@ -184,7 +230,7 @@ async fn commit<S: Store>(
             policy_hash: d.policy_hash.clone(),
             trace: wire::trace(d).to_string(),
         }),
-        handoff: handoff_id.clone().zip(
+        handoff: handoff_id.map(str::to_string).zip(
             decision
                 .and_then(|d| d.brief.as_ref())
                 .map(|b| wire::brief(b).to_string()),
@@ -195,40 +241,99 @@ async fn commit<S: Store>(
             .map(|(k, h)| (k, h, response_text.clone())),
     };
     match app.store.commit(&entry).await? {
-        Commit::Done { .. } => {
+        Commit::Done { seq } => {
             if let Some(d) = decision {
                 app.metrics.decided(d, handoff_id.is_some());
             }
-            Ok((
-                StatusCode::OK,
-                [(axum::http::header::CONTENT_TYPE, "application/json")],
-                response_text,
-            )
-                .into_response())
+            Ok(Wrote::Done {
+                seq,
+                response: (
+                    StatusCode::OK,
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    response_text,
+                )
+                    .into_response(),
+            })
         }
-        Commit::Conflict { state, epoch } => Err(ApiError::conflict(
-            "the conversation changed owner while this request was decided; fetch it and retry",
-            &state,
-            epoch.max(0) as u64,
-        )),
+        Commit::Stale => Ok(Wrote::Stale),
+        Commit::Conflict { state, epoch } => {
+            app.conversations.remove(w.id);
+            Err(ApiError::conflict(
+                "the conversation changed owner while this request was decided; fetch it and retry",
+                &state,
+                epoch.max(0) as u64,
+            ))
+        }
         Commit::Replay {
             request_hash,
             response,
         } => replay(
-            &w.idempotency.map(|(_, h)| h).unwrap_or_default(),
+            &w.idempotency
+                .as_ref()
+                .map(|(_, h)| h.clone())
+                .unwrap_or_default(),
             &request_hash,
             response,
-        ),
+        )
+        .map(|response| Wrote::Done { seq: -1, response }),
     }
 }
 
+/// Remembers the conversation as it is after a stored decision.
+fn remember_decided<S: Store>(
+    app: &App<S>,
+    w: &Write<'_>,
+    seq: i64,
+    turn: Option<PastTurn>,
+    d: &Decision,
+    handoff_id: Option<&str>,
+) {
+    if seq < 0 {
+        // A replayed answer: the cache may be behind; reload next time.
+        app.conversations.remove(w.id);
+        return;
+    }
+    let mut view = w.view.clone();
+    if let Some(t) = turn {
+        view.turns.push(t);
+    }
+    view.state = d.state;
+    view.epoch = d.epoch;
+    if let Some(t) = &d.trigger {
+        view.fired.push((t.clone(), w.at));
+    }
+    if w.page.is_some() {
+        view.page.clone_from(&w.page);
+    }
+    let k = Known {
+        view,
+        count: seq + 1,
+        last_handoff: handoff_id
+            .map(str::to_string)
+            .or_else(|| w.known.last_handoff.clone()),
+    };
+    app.conversations
+        .insert(w.id.to_string(), std::sync::Arc::new(k));
+}
+
 /// The open handoff a decision that created none still belongs to.
-fn open_handoff(row: Option<&ConversationRow>, d: &Decision) -> Option<String> {
+fn open_handoff(known: &Known, d: &Decision) -> Option<String> {
     if d.state.human_side() {
-        row.and_then(|r| r.handoffs.last()).map(|h| h.id.clone())
+        known.last_handoff.clone()
     } else {
         None
     }
+}
+
+/// How many times a write is decided again after losing a race to another entry.
+const ATTEMPTS: usize = 4;
+
+fn busy() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "busy",
+        "the conversation kept changing while this request was decided; retry it",
+    )
 }
 
 #[derive(Deserialize)]
@@ -327,18 +432,6 @@ pub(crate) async fn post_turn<S: Store>(
     }
     check_maps(&req)?;
 
-    let row = app.store.conversation(&id, Detail::ForDecision).await?;
-    let mut view = row.as_ref().map(view_of).unwrap_or_default();
-    if let Some(c) = &req.contact {
-        view.contact.extend(c.clone());
-    }
-    if let Some(a) = &req.account {
-        view.account.extend(a.clone());
-    }
-    if req.page.is_some() {
-        view.page.clone_from(&req.page);
-    }
-    let at = now();
     let turn = NewTurn {
         role,
         text: req.text.clone(),
@@ -350,35 +443,78 @@ pub(crate) async fn post_turn<S: Store>(
         }),
     };
     let engine = app.engine();
-    let started = std::time::Instant::now();
-    let decided = decide(&engine.policy, &engine.detector, &view, &turn, at);
-    app.metrics.decide_seconds(started.elapsed());
-    let decision = decided.map_err(conflict)?;
-    let handoff_id = decision
-        .brief
-        .is_some()
-        .then(|| uuid::Uuid::now_v7().to_string());
-    let shown_id = handoff_id
-        .clone()
-        .or_else(|| open_handoff(row.as_ref(), &decision));
-    let response = wire::decision(&decision, shown_id.as_deref());
-    let signals = decision
-        .turn_signals
-        .as_ref()
-        .map(|s| wire::signals(s).to_string());
-    let write = Write {
-        id: &id,
-        view: &view,
-        at,
-        page: req.page.clone(),
-        entry: Entry::Turn {
-            role: req.role.clone(),
-            text: req.text.clone(),
-            signals,
-        },
-        idempotency,
-    };
-    commit(&app, write, Some(&decision), handoff_id, response).await
+    for attempt in 0..ATTEMPTS {
+        let known = known(&app, &id, attempt > 0).await?;
+        let mut view = known.view.clone();
+        if let Some(c) = &req.contact {
+            view.contact.extend(c.clone());
+        }
+        if let Some(a) = &req.account {
+            view.account.extend(a.clone());
+        }
+        if req.page.is_some() {
+            view.page.clone_from(&req.page);
+        }
+        let at = now();
+        let started = std::time::Instant::now();
+        let decided = decide(&engine.policy, &engine.detector, &view, &turn, at);
+        app.metrics.decide_seconds(started.elapsed());
+        let decision = decided.map_err(conflict)?;
+        let handoff_id = decision
+            .brief
+            .is_some()
+            .then(|| uuid::Uuid::now_v7().to_string());
+        let shown_id = handoff_id
+            .clone()
+            .or_else(|| open_handoff(&known, &decision));
+        let response = wire::decision(&decision, shown_id.as_deref());
+        let signals = decision
+            .turn_signals
+            .as_ref()
+            .map(|s| wire::signals(s).to_string());
+        let write = Write {
+            id: &id,
+            known: &known,
+            view: &view,
+            at,
+            page: req.page.clone(),
+            entry: Entry::Turn {
+                role: req.role.clone(),
+                text: req.text.clone(),
+                signals,
+            },
+            idempotency: idempotency.clone(),
+        };
+        match commit(
+            &app,
+            &write,
+            Some(&decision),
+            handoff_id.as_deref(),
+            &response,
+        )
+        .await?
+        {
+            Wrote::Stale => continue,
+            Wrote::Done { seq, response } => {
+                let past = PastTurn {
+                    role,
+                    text: req.text.clone(),
+                    at,
+                    signals: decision.turn_signals.clone(),
+                };
+                remember_decided(
+                    &app,
+                    &write,
+                    seq,
+                    Some(past),
+                    &decision,
+                    handoff_id.as_deref(),
+                );
+                return Ok(response);
+            }
+        }
+    }
+    Err(busy())
 }
 
 fn conflict(e: DecideError) -> ApiError {
@@ -559,19 +695,20 @@ pub(crate) async fn post_event<S: Store>(
     if let Some(m) = data.as_object_mut() {
         m.remove("type");
     }
-    // An event changes no owner; if one changes meanwhile, the event is simply retried.
-    for _ in 0..3 {
-        let row = app.store.conversation(&id, Detail::ForDecision).await?;
-        let view = row.as_ref().map(view_of).unwrap_or_default();
+    let stored_event = event_of(kind, &data.to_string());
+    // An event changes no owner; if anything changes meanwhile, it is simply written again.
+    for attempt in 0..ATTEMPTS {
+        let known = known(&app, &id, attempt > 0).await?;
         let response = serde_json::json!({
             "conversation_id": id,
             "type": kind,
-            "state": view.state.as_str(),
-            "epoch": view.epoch,
+            "state": known.view.state.as_str(),
+            "epoch": known.view.epoch,
         });
         let write = Write {
             id: &id,
-            view: &view,
+            known: &known,
+            view: &known.view,
             at: now(),
             page: None,
             entry: Entry::Event {
@@ -580,16 +717,26 @@ pub(crate) async fn post_event<S: Store>(
             },
             idempotency: idempotency.clone(),
         };
-        match commit(&app, write, None, None, response).await {
+        match commit(&app, &write, None, None, &response).await {
+            Ok(Wrote::Stale) => continue,
             Err(e) if e.is_conflict() => continue,
-            other => return other,
+            Err(e) => return Err(e),
+            Ok(Wrote::Done { seq, response }) => {
+                if seq < 0 {
+                    app.conversations.remove(&id);
+                } else {
+                    let mut k = known.clone();
+                    if let Some(e) = &stored_event {
+                        k.view.apply(e);
+                    }
+                    k.count = seq + 1;
+                    app.conversations.insert(id.clone(), std::sync::Arc::new(k));
+                }
+                return Ok(response);
+            }
         }
     }
-    Err(ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "busy",
-        "the conversation kept changing owner; retry the event",
-    ))
+    Err(busy())
 }
 
 #[derive(Deserialize, Default)]
@@ -639,39 +786,57 @@ pub(crate) async fn post_handoff<S: Store>(
             &format!("reason is at most {MAX_FIELD_CHARS} characters"),
         ));
     }
-    let row = app.store.conversation(&id, Detail::ForDecision).await?;
-    let view = row.as_ref().map(view_of).unwrap_or_default();
-    let at = now();
     let engine = app.engine();
     let request = HandoffRequest {
         by,
         note: req.reason.clone(),
         epoch: req.epoch,
     };
-    let started = std::time::Instant::now();
-    let decided = decide_handoff(&engine.policy, &engine.detector, &view, &request, at);
-    app.metrics.decide_seconds(started.elapsed());
-    let decision = decided.map_err(conflict)?;
-    let handoff_id = decision
-        .brief
-        .is_some()
-        .then(|| uuid::Uuid::now_v7().to_string());
-    let shown_id = handoff_id
-        .clone()
-        .or_else(|| open_handoff(row.as_ref(), &decision));
-    let response = wire::decision(&decision, shown_id.as_deref());
-    let write = Write {
-        id: &id,
-        view: &view,
-        at,
-        page: None,
-        entry: Entry::Event {
-            kind: "handoff_request".into(),
-            data: serde_json::json!({"by": if by == Role::User { "user" } else { "bot" }, "reason": req.reason}).to_string(),
-        },
-        idempotency,
-    };
-    commit(&app, write, Some(&decision), handoff_id, response).await
+    let data = serde_json::json!({"by": if by == Role::User { "user" } else { "bot" }, "reason": req.reason}).to_string();
+    for attempt in 0..ATTEMPTS {
+        let known = known(&app, &id, attempt > 0).await?;
+        let at = now();
+        let started = std::time::Instant::now();
+        let decided = decide_handoff(&engine.policy, &engine.detector, &known.view, &request, at);
+        app.metrics.decide_seconds(started.elapsed());
+        let decision = decided.map_err(conflict)?;
+        let handoff_id = decision
+            .brief
+            .is_some()
+            .then(|| uuid::Uuid::now_v7().to_string());
+        let shown_id = handoff_id
+            .clone()
+            .or_else(|| open_handoff(&known, &decision));
+        let response = wire::decision(&decision, shown_id.as_deref());
+        let write = Write {
+            id: &id,
+            known: &known,
+            view: &known.view,
+            at,
+            page: None,
+            entry: Entry::Event {
+                kind: "handoff_request".into(),
+                data: data.clone(),
+            },
+            idempotency: idempotency.clone(),
+        };
+        match commit(
+            &app,
+            &write,
+            Some(&decision),
+            handoff_id.as_deref(),
+            &response,
+        )
+        .await?
+        {
+            Wrote::Stale => continue,
+            Wrote::Done { seq, response } => {
+                remember_decided(&app, &write, seq, None, &decision, handoff_id.as_deref());
+                return Ok(response);
+            }
+        }
+    }
+    Err(busy())
 }
 
 pub(crate) async fn get_conversation<S: Store>(

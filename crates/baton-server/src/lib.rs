@@ -85,11 +85,21 @@ impl Engine {
     }
 }
 
+/// Conversations this node keeps in memory, most recently used.
+pub const CACHED_CONVERSATIONS: usize = 20_000;
+/// How long a checked API key is trusted without asking the store again.
+pub const KEY_CACHE_SECONDS: u64 = 60;
+
 /// What every handler shares.
 pub struct App<S> {
     pub store: Arc<S>,
     engine: Arc<RwLock<Arc<Engine>>>,
     metrics: Arc<metrics::Metrics>,
+    /// The conversations this node decided on lately (see [`conversations::Known`]): a cache,
+    /// never the truth; every commit is checked against the store.
+    conversations: Arc<quick_cache::sync::Cache<String, Arc<conversations::Known>>>,
+    /// Key hash → (role, when checked).
+    keys: Arc<quick_cache::sync::Cache<String, (String, std::time::Instant)>>,
 }
 
 impl<S> Clone for App<S> {
@@ -98,6 +108,8 @@ impl<S> Clone for App<S> {
             store: self.store.clone(),
             engine: self.engine.clone(),
             metrics: self.metrics.clone(),
+            conversations: self.conversations.clone(),
+            keys: self.keys.clone(),
         }
     }
 }
@@ -108,6 +120,8 @@ impl<S: Store> App<S> {
             store: Arc::new(store),
             engine: Arc::new(RwLock::new(Arc::new(engine))),
             metrics: Arc::new(metrics::Metrics::new()),
+            conversations: Arc::new(quick_cache::sync::Cache::new(CACHED_CONVERSATIONS)),
+            keys: Arc::new(quick_cache::sync::Cache::new(1024)),
         }
     }
 
@@ -120,6 +134,8 @@ impl<S: Store> App<S> {
     }
 
     fn set_engine(&self, engine: Engine) {
+        // Cached views hold signals detected with the old policy's [detectors].
+        self.conversations.clear();
         let engine = Arc::new(engine);
         match self.engine.write() {
             Ok(mut e) => *e = engine,
@@ -242,8 +258,18 @@ pub(crate) async fn authenticate<S: Store>(
                 "the Authorization header must be `Bearer KEY`",
             )
         })?;
-    match app.store.find_key(&key_hash(key)).await? {
-        Some((_, role)) => Ok(Caller { role }),
+    let hash = key_hash(key);
+    if let Some((role, at)) = app.keys.get(&hash)
+        && at.elapsed().as_secs() < KEY_CACHE_SECONDS
+    {
+        return Ok(Caller { role });
+    }
+    match app.store.find_key(&hash).await? {
+        Some((_, role)) => {
+            app.keys
+                .insert(hash, (role.clone(), std::time::Instant::now()));
+            Ok(Caller { role })
+        }
         None => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",

@@ -42,6 +42,16 @@ struct TestApp {
 }
 
 impl TestApp {
+    /// A second node over a database the first one set up (keys included).
+    async fn spawn_without_keys<S: Store>(store: S) -> TestApp {
+        Self::serve(store).await
+    }
+
+    /// Stops a second node; the first one's `finish` drops the database.
+    async fn finish_node(self) {
+        let _ = self.shutdown.send(());
+    }
+
     async fn spawn<S: Store>(store: S) -> TestApp {
         store
             .create_key(&key_hash(KEY), "test bot", "bot", "2026-11-23T15:00:00Z")
@@ -56,6 +66,10 @@ impl TestApp {
             )
             .await
             .expect("admin key");
+        Self::serve(store).await
+    }
+
+    async fn serve<S: Store>(store: S) -> TestApp {
         let app = App::new(
             store,
             Engine::load("test.toml", POLICY).expect("valid policy"),
@@ -809,5 +823,117 @@ async fn metrics_and_the_openapi_document_are_served() {
         let (s, d) = app.call("GET", "/v1/nowhere", Some(KEY), Value::Null).await;
         assert_eq!((s, d["error"]["code"].as_str()), (404, Some("not_found")));
         app.finish().await;
+    }
+}
+
+/// Two servers over one database, as two nodes would run.
+async fn two_nodes(test: &str) -> Vec<(TestApp, TestApp)> {
+    let path = temp_dir().join("baton.db");
+    let a = SqliteStore::open(&path).await.expect("sqlite");
+    a.migrate().await.expect("migrate");
+    let b = SqliteStore::open(&path).await.expect("sqlite");
+    let mut out = vec![(
+        TestApp::spawn(a).await,
+        TestApp::spawn_without_keys(b).await,
+    )];
+    if let Ok(url) = std::env::var("BATON_TEST_DATABASE_URL") {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let name = format!("baton_api_{test}_{}_{nanos}", std::process::id());
+        let admin = sqlx::PgPool::connect(&url).await.expect("PostgreSQL");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .expect("create database");
+        let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
+        let a = PgStore::connect(&format!("{base}/{name}"))
+            .await
+            .expect("connect");
+        a.migrate().await.expect("migrate");
+        let b = PgStore::connect(&format!("{base}/{name}"))
+            .await
+            .expect("connect");
+        let mut first = TestApp::spawn(a).await;
+        first.pg = Some((admin, name));
+        out.push((first, TestApp::spawn_without_keys(b).await));
+    }
+    out
+}
+
+#[tokio::test]
+async fn two_nodes_never_decide_on_a_stale_view() {
+    for (a, b) in two_nodes("two_nodes").await {
+        // Node A caches the conversation; node B adds to it behind A's back.
+        let (_, d) = a
+            .turn("conv-n", json!({"role": "user", "text": "hello"}), None)
+            .await;
+        assert_eq!(d["signals"]["conversation"]["user_turns"], 1);
+        let (_, d) = b
+            .turn(
+                "conv-n",
+                json!({"role": "bot", "text": "Hi! How can I help?"}),
+                None,
+            )
+            .await;
+        assert_eq!(d["action"], "continue");
+        let (_, d) = b
+            .turn(
+                "conv-n",
+                json!({"role": "user", "text": "what does it cost?"}),
+                None,
+            )
+            .await;
+        assert_eq!(d["signals"]["conversation"]["user_turns"], 2);
+        // A decides on the whole conversation, not on what it cached.
+        let (s, d) = a
+            .turn(
+                "conv-n",
+                json!({"role": "user", "text": "and is there a free trial?"}),
+                None,
+            )
+            .await;
+        assert_eq!(s, 200, "{d}");
+        assert_eq!(d["signals"]["conversation"]["user_turns"], 3, "{d}");
+        // B hands off; A, still holding epoch 0 in its cache, must not let the bot speak.
+        let (_, d) = b
+            .turn(
+                "conv-n",
+                json!({"role": "user", "text": "let me talk to a human"}),
+                None,
+            )
+            .await;
+        assert_eq!(
+            (d["action"].as_str(), d["epoch"].as_u64()),
+            (Some("handoff"), Some(1))
+        );
+        let (s, d) = a
+            .turn(
+                "conv-n",
+                json!({"role": "bot", "text": "Anything else?"}),
+                None,
+            )
+            .await;
+        assert_eq!(
+            (s, d["state"].as_str(), d["epoch"].as_u64()),
+            (409, Some("queued"), Some(1)),
+            "{d}"
+        );
+        // ...and tells a visitor turn to hold, on the same handoff.
+        let (s, d) = a
+            .turn("conv-n", json!({"role": "user", "text": "hello?"}), None)
+            .await;
+        assert_eq!((s, d["action"].as_str()), (200, Some("hold")), "{d}");
+        let (_, c) = a.get("/v1/conversations/conv-n").await;
+        let seqs: Vec<i64> = c["transcript"]
+            .as_array()
+            .expect("turns")
+            .iter()
+            .filter_map(|t| t["seq"].as_i64())
+            .collect();
+        assert_eq!(seqs, [0, 1, 2, 3, 4, 5], "{c}");
+        assert_eq!(d["handoff_id"], c["handoffs"][0]["id"]);
+        b.finish_node().await;
+        a.finish().await;
     }
 }

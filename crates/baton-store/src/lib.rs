@@ -71,6 +71,8 @@ pub struct ConversationRow {
     pub page: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// How many entries (turns and events) it holds: the next entry's sequence number.
+    pub turn_count: i64,
     pub turns: Vec<TurnRow>,
     pub events: Vec<EventRow>,
     pub decisions: Vec<DecisionRow>,
@@ -134,6 +136,9 @@ pub struct NewEntry {
     pub conversation_id: String,
     /// The epoch the decision was made on; the commit fails if it moved.
     pub expected_epoch: i64,
+    /// When set, the number of entries the decision saw: the commit is refused with
+    /// [`Commit::Stale`] if another writer added one meanwhile (a cached view is then reloaded).
+    pub expected_count: Option<i64>,
     /// The conversation's owner and epoch after this entry.
     pub state: String,
     pub epoch: i64,
@@ -181,6 +186,9 @@ pub enum Commit {
     Done { seq: i64 },
     /// The conversation's epoch moved: nothing was stored.
     Conflict { state: String, epoch: i64 },
+    /// The epoch is as expected but another entry was added since the view the decision was
+    /// made on ([`NewEntry::expected_count`]): nothing was stored; reload and decide again.
+    Stale,
     /// The idempotency key was used meanwhile: nothing was stored; answer with this.
     Replay {
         request_hash: String,
@@ -352,7 +360,7 @@ macro_rules! store_impl {
                 // Compare-and-set on the epoch; the turn counter numbers the turn.
                 let updated = sqlx::query_as::<_, (i64,)>(
                     "UPDATE conversations SET state = $1, epoch = $2, contact = $3, account = $4, page = COALESCE($5, page), \
-                     turn_count = turn_count + 1, updated_at = $6 WHERE id = $7 AND epoch = $8 RETURNING turn_count",
+                     turn_count = turn_count + 1, updated_at = $6 WHERE id = $7 AND epoch = $8 AND turn_count = COALESCE($9, turn_count) RETURNING turn_count",
                 )
                 .bind(&t.state)
                 .bind(t.epoch)
@@ -362,6 +370,7 @@ macro_rules! store_impl {
                 .bind(&t.at)
                 .bind(&t.conversation_id)
                 .bind(t.expected_epoch)
+                .bind(t.expected_count)
                 .fetch_optional(&mut *tx)
                 .await?;
                 let Some((count,)) = updated else {
@@ -369,6 +378,9 @@ macro_rules! store_impl {
                         .bind(&t.conversation_id)
                         .fetch_one(&mut *tx)
                         .await?;
+                    if epoch == t.expected_epoch {
+                        return Ok(Commit::Stale);
+                    }
                     return Ok(Commit::Conflict { state, epoch });
                 };
                 // Turns and events share one sequence.
@@ -453,8 +465,8 @@ macro_rules! store_impl {
             }
 
             async fn conversation(&self, id: &str, detail: Detail) -> Result<Option<ConversationRow>, StoreError> {
-                let Some(c) = sqlx::query_as::<_, (String, String, i64, String, String, Option<String>, String, String)>(
-                    "SELECT id, state, epoch, contact, account, page, created_at, updated_at FROM conversations WHERE id = $1",
+                let Some(c) = sqlx::query_as::<_, (String, String, i64, String, String, Option<String>, String, String, i64)>(
+                    "SELECT id, state, epoch, contact, account, page, created_at, updated_at, turn_count FROM conversations WHERE id = $1",
                 )
                 .bind(id)
                 .fetch_optional(&self.pool)
@@ -513,6 +525,7 @@ macro_rules! store_impl {
                     page: c.5,
                     created_at: c.6,
                     updated_at: c.7,
+                    turn_count: c.8,
                     turns,
                     events,
                     decisions,

@@ -7,6 +7,7 @@ fn turn(conversation: &str, expected_epoch: i64, epoch: i64, state: &str, text: 
     NewEntry {
         conversation_id: conversation.into(),
         expected_epoch,
+        expected_count: None,
         state: state.into(),
         epoch,
         contact: r#"{"name":"Alex"}"#.into(),
@@ -282,6 +283,31 @@ async fn a_conflict_in_a_group_commit_leaves_the_others_alone<S: Store + Clone>(
     assert_eq!((c.turns.len(), c.decisions.len()), (21, 21));
 }
 
+/// A writer whose view missed an entry is told so, and stores nothing.
+async fn a_stale_view_is_refused(s: &impl Store) {
+    let mut first = turn("c8", 0, 0, "bot", "hello");
+    first.expected_count = Some(0);
+    assert_eq!(
+        s.commit(&first).await.expect("commit"),
+        Commit::Done { seq: 0 }
+    );
+    let mut stale = turn("c8", 0, 0, "bot", "decided on an empty conversation");
+    stale.expected_count = Some(0);
+    assert_eq!(s.commit(&stale).await.expect("commit"), Commit::Stale);
+    let mut fresh = turn("c8", 0, 0, "bot", "decided on one turn");
+    fresh.expected_count = Some(1);
+    assert_eq!(
+        s.commit(&fresh).await.expect("commit"),
+        Commit::Done { seq: 1 }
+    );
+    let c = s
+        .conversation("c8", Detail::ForDecision)
+        .await
+        .expect("load")
+        .expect("exists");
+    assert_eq!((c.turn_count, c.turns.len()), (2, 2));
+}
+
 async fn api_keys_are_found_by_hash(s: &impl Store) {
     s.create_key("h1", "website bot", "bot", "2026-11-23T15:00:00Z")
         .await
@@ -412,6 +438,7 @@ mod both_backends {
     story!(a_retried_request_is_stored_once);
     story!(concurrent_turns_get_distinct_sequence_numbers);
     story!(api_keys_are_found_by_hash);
+    story!(a_stale_view_is_refused);
     story!(a_conflict_in_a_group_commit_leaves_the_others_alone);
     story!(events_share_the_turns_sequence);
     story!(one_policy_version_is_active);
