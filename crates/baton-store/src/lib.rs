@@ -6,8 +6,8 @@
 //! text produced at the edge, so this crate depends on neither the detectors nor serde.
 //!
 //! Durability without a sync per turn: every entry goes to one writer task, which commits the
-//! entries waiting at that moment in one transaction (each in its own savepoint, so one
-//! entry's conflict or failure does not touch the others) and answers each caller only after
+//! entries waiting at that moment in one transaction (an entry that conflicts writes nothing,
+//! and a group that fails is committed again entry by entry) and answers each caller only after
 //! that transaction is on disk.
 //!
 //! Concurrency: a turn is committed with the epoch its decision was made on. The conversation
@@ -26,9 +26,6 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported database URL {0:?} (use sqlite://PATH or postgres://...)")]
     Url(String),
-    /// The group commit an entry was part of failed; nothing of it was stored.
-    #[error("database (group commit): {0}")]
-    Batch(String),
     #[error("the store's writer has stopped")]
     Closed,
 }
@@ -278,18 +275,26 @@ macro_rules! store_impl {
     ($name:ident, $db:ty, $migrations:literal) => {
         impl $name {
             /// The one writer: commits whatever entries are waiting in one transaction (group
-            /// commit: one sync to disk for the lot), each inside its own savepoint so that a
-            /// conflict or a failure of one leaves the others alone, and answers each only once
-            /// the transaction is durable.
+            /// commit: one sync to disk for the lot), and answers each only once the
+            /// transaction is durable. An entry that conflicts writes nothing and leaves the
+            /// others alone; if the group fails, the entries are committed one by one.
             async fn writer(pool: sqlx::Pool<$db>, mut rx: tokio::sync::mpsc::Receiver<Job>) {
                 let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
                 while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
                     let outcomes = match Self::commit_batch(&pool, &batch).await {
                         Ok(o) => o,
-                        Err(e) => {
-                            let msg = e.to_string();
-                            batch.iter().map(|_| Err(StoreError::Batch(msg.clone()))).collect()
+                        Err(_) if batch.len() > 1 => {
+                            // Nothing of the group was stored: find the entry at fault.
+                            let mut one_by_one = Vec::with_capacity(batch.len());
+                            for job in batch.chunks(1) {
+                                one_by_one.push(match Self::commit_batch(&pool, job).await {
+                                    Ok(mut o) => o.pop().unwrap_or(Err(StoreError::Closed)),
+                                    Err(e) => Err(StoreError::Database(e)),
+                                });
+                            }
+                            one_by_one
                         }
+                        Err(e) => vec![Err(StoreError::Database(e))],
                     };
                     for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
                         // The caller may have gone away; its entry is stored all the same.
@@ -302,11 +307,9 @@ macro_rules! store_impl {
                 pool: &sqlx::Pool<$db>,
                 batch: &[Job],
             ) -> Result<Vec<Result<Commit, StoreError>>, sqlx::Error> {
-                use sqlx::Acquire;
                 let mut tx = pool.begin().await?;
                 let mut out = Vec::with_capacity(batch.len());
                 if let [(t, _)] = batch {
-                    // Alone: no savepoint needed.
                     let outcome = Self::apply(&mut tx, t).await?;
                     if matches!(outcome, Commit::Done { .. }) {
                         tx.commit().await?;
@@ -316,22 +319,11 @@ macro_rules! store_impl {
                     out.push(Ok(outcome));
                     return Ok(out);
                 }
+                // An entry that conflicts, replays or is stale writes nothing, so the entries
+                // need no savepoints; any error fails the whole group, which the writer then
+                // commits entry by entry.
                 for (t, _) in batch {
-                    let mut sp = (&mut tx).begin().await?;
-                    match Self::apply(&mut sp, t).await {
-                        Ok(outcome @ Commit::Done { .. }) => {
-                            sp.commit().await?;
-                            out.push(Ok(outcome));
-                        }
-                        Ok(outcome) => {
-                            sp.rollback().await?;
-                            out.push(Ok(outcome));
-                        }
-                        Err(e) => {
-                            sp.rollback().await?;
-                            out.push(Err(StoreError::Database(e)));
-                        }
-                    }
+                    out.push(Ok(Self::apply(&mut tx, t).await?));
                 }
                 tx.commit().await?;
                 Ok(out)
@@ -348,20 +340,23 @@ macro_rules! store_impl {
                         return Ok(Commit::Replay { request_hash, response });
                     }
                 }
-                // The first turn creates the conversation at epoch 0.
-                sqlx::query(
+                // Compare-and-set on the epoch (and the entry count, when given); the counter
+                // numbers the entry. One statement: the first entry creates the conversation
+                // (as if from the bot at epoch 0), a later one updates it only if nothing moved.
+                let may_create = t.expected_epoch == 0 && t.expected_count.unwrap_or(0) == 0;
+                let sql = if may_create {
                     "INSERT INTO conversations (id, state, epoch, contact, account, page, turn_count, created_at, updated_at) \
-                     VALUES ($1, 'bot', 0, '{}', '{}', NULL, 0, $2, $2) ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(&t.conversation_id)
-                .bind(&t.at)
-                .execute(&mut *tx)
-                .await?;
-                // Compare-and-set on the epoch; the turn counter numbers the turn.
-                let updated = sqlx::query_as::<_, (i64,)>(
+                     VALUES ($7, $1, $2, $3, $4, $5, 1, $6, $6) \
+                     ON CONFLICT (id) DO UPDATE SET state = excluded.state, epoch = excluded.epoch, contact = excluded.contact, \
+                     account = excluded.account, page = COALESCE(excluded.page, conversations.page), \
+                     turn_count = conversations.turn_count + 1, updated_at = excluded.updated_at \
+                     WHERE conversations.epoch = $8 AND conversations.turn_count = COALESCE($9, conversations.turn_count) \
+                     RETURNING turn_count"
+                } else {
                     "UPDATE conversations SET state = $1, epoch = $2, contact = $3, account = $4, page = COALESCE($5, page), \
-                     turn_count = turn_count + 1, updated_at = $6 WHERE id = $7 AND epoch = $8 AND turn_count = COALESCE($9, turn_count) RETURNING turn_count",
-                )
+                     turn_count = turn_count + 1, updated_at = $6 WHERE id = $7 AND epoch = $8 AND turn_count = COALESCE($9, turn_count) RETURNING turn_count"
+                };
+                let updated = sqlx::query_as::<_, (i64,)>(sql)
                 .bind(&t.state)
                 .bind(t.epoch)
                 .bind(&t.contact)
@@ -374,10 +369,14 @@ macro_rules! store_impl {
                 .fetch_optional(&mut *tx)
                 .await?;
                 let Some((count,)) = updated else {
-                    let (state, epoch) = sqlx::query_as::<_, (String, i64)>("SELECT state, epoch FROM conversations WHERE id = $1")
+                    let Some((state, epoch)) = sqlx::query_as::<_, (String, i64)>("SELECT state, epoch FROM conversations WHERE id = $1")
                         .bind(&t.conversation_id)
-                        .fetch_one(&mut *tx)
-                        .await?;
+                        .fetch_optional(&mut *tx)
+                        .await?
+                    else {
+                        // The writer expected entries that are not there.
+                        return Ok(Commit::Stale);
+                    };
                     if epoch == t.expected_epoch {
                         return Ok(Commit::Stale);
                     }

@@ -283,6 +283,44 @@ async fn a_conflict_in_a_group_commit_leaves_the_others_alone<S: Store + Clone>(
     assert_eq!((c.turns.len(), c.decisions.len()), (21, 21));
 }
 
+/// An entry that fails (here: a handoff id already taken) fails alone; the others of its group
+/// are stored.
+async fn a_failing_entry_fails_alone<S: Store + Clone>(s: &S) {
+    let mut first = turn("c10", 0, 1, "queued", "agent please");
+    first.handoff = Some(("h-dup".into(), "{}".into()));
+    s.commit(&first).await.expect("commit");
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let s = s.clone();
+        let mut t = turn(&format!("c10-{i}"), 0, 0, "bot", "hello");
+        if i == 5 {
+            t.handoff = Some(("h-dup".into(), "{}".into()));
+        }
+        tasks.push(tokio::spawn(async move { s.commit(&t).await }));
+    }
+    let mut failed = Vec::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        match t.await.expect("task") {
+            Ok(Commit::Done { seq: 0 }) => {}
+            Ok(other) => panic!("entry {i}: unexpected {other:?}"),
+            Err(_) => failed.push(i),
+        }
+    }
+    assert_eq!(failed, [5]);
+    assert!(
+        s.conversation("c10-5", Detail::Full)
+            .await
+            .expect("load")
+            .is_none()
+    );
+    assert!(
+        s.conversation("c10-6", Detail::Full)
+            .await
+            .expect("load")
+            .is_some()
+    );
+}
+
 /// A writer whose view missed an entry is told so, and stores nothing.
 async fn a_stale_view_is_refused(s: &impl Store) {
     let mut first = turn("c8", 0, 0, "bot", "hello");
@@ -439,6 +477,7 @@ mod both_backends {
     story!(concurrent_turns_get_distinct_sequence_numbers);
     story!(api_keys_are_found_by_hash);
     story!(a_stale_view_is_refused);
+    story!(a_failing_entry_fails_alone);
     story!(a_conflict_in_a_group_commit_leaves_the_others_alone);
     story!(events_share_the_turns_sequence);
     story!(one_policy_version_is_active);
