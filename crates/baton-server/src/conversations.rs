@@ -198,6 +198,9 @@ enum Wrote {
     Done { seq: i64, response: Response },
     /// Another entry came first: reload and decide again.
     Stale,
+    /// The conversation changed owner meanwhile: a writer that named no epoch decides again
+    /// on the new owner; one that did gets this 409.
+    Moved(ApiError),
 }
 
 /// Commits an entry with its decision (if any), or says what happened meanwhile (a conflict,
@@ -258,11 +261,11 @@ async fn commit<S: Store>(
         Commit::Stale => Ok(Wrote::Stale),
         Commit::Conflict { state, epoch } => {
             app.conversations.remove(w.id);
-            Err(ApiError::conflict(
+            Ok(Wrote::Moved(ApiError::conflict(
                 "the conversation changed owner while this request was decided; fetch it and retry",
                 &state,
                 epoch.max(0) as u64,
-            ))
+            )))
         }
         Commit::Replay {
             request_hash,
@@ -326,7 +329,7 @@ fn open_handoff(known: &Known, d: &Decision) -> Option<String> {
 }
 
 /// How many times a write is decided again after losing a race to another entry.
-const ATTEMPTS: usize = 4;
+const ATTEMPTS: usize = 16;
 
 fn busy() -> ApiError {
     ApiError::new(
@@ -495,6 +498,9 @@ pub(crate) async fn post_turn<S: Store>(
         .await?
         {
             Wrote::Stale => continue,
+            // A visitor's message is never refused for a change of owner it could not know of.
+            Wrote::Moved(_) if req.epoch.is_none() && role == Role::User => continue,
+            Wrote::Moved(e) => return Err(e),
             Wrote::Done { seq, response } => {
                 let past = PastTurn {
                     role,
@@ -718,8 +724,7 @@ pub(crate) async fn post_event<S: Store>(
             idempotency: idempotency.clone(),
         };
         match commit(&app, &write, None, None, &response).await {
-            Ok(Wrote::Stale) => continue,
-            Err(e) if e.is_conflict() => continue,
+            Ok(Wrote::Stale | Wrote::Moved(_)) => continue,
             Err(e) => return Err(e),
             Ok(Wrote::Done { seq, response }) => {
                 if seq < 0 {
@@ -830,6 +835,8 @@ pub(crate) async fn post_handoff<S: Store>(
         .await?
         {
             Wrote::Stale => continue,
+            Wrote::Moved(_) if req.epoch.is_none() => continue,
+            Wrote::Moved(e) => return Err(e),
             Wrote::Done { seq, response } => {
                 remember_decided(&app, &write, seq, None, &decision, handoff_id.as_deref());
                 return Ok(response);

@@ -52,12 +52,6 @@ impl ApiError {
     }
 }
 
-impl ApiError {
-    pub fn is_conflict(&self) -> bool {
-        self.status == StatusCode::CONFLICT
-    }
-}
-
 impl From<baton_store::StoreError> for ApiError {
     fn from(e: baton_store::StoreError) -> ApiError {
         // The cause is logged; the client gets a generic answer.

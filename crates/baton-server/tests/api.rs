@@ -937,3 +937,42 @@ async fn two_nodes_never_decide_on_a_stale_view() {
         a.finish().await;
     }
 }
+
+#[tokio::test]
+async fn racing_visitor_turns_are_all_stored_and_hand_off_once() {
+    for app in apps("racing").await {
+        let app = std::sync::Arc::new(app);
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let app = app.clone();
+            tasks.push(tokio::spawn(async move {
+                let text = if i == 3 {
+                    "I want to talk to a human".to_string()
+                } else {
+                    format!("message number {i}")
+                };
+                app.turn("conv-race", json!({"role": "user", "text": text}), None)
+                    .await
+            }));
+        }
+        let mut actions = Vec::new();
+        for t in tasks {
+            let (s, d) = t.await.expect("task");
+            assert_eq!(
+                s, 200,
+                "a visitor turn that named no epoch is never refused: {d}"
+            );
+            actions.push(d["action"].as_str().unwrap_or("").to_string());
+        }
+        assert_eq!(
+            actions.iter().filter(|a| *a == "handoff").count(),
+            1,
+            "{actions:?}"
+        );
+        let (_, c) = app.get("/v1/conversations/conv-race").await;
+        assert_eq!(c["transcript"].as_array().map(Vec::len), Some(8));
+        assert_eq!(c["handoffs"].as_array().map(Vec::len), Some(1));
+        let app = std::sync::Arc::into_inner(app).expect("sole owner");
+        app.finish().await;
+    }
+}

@@ -307,29 +307,136 @@ macro_rules! store_impl {
                 pool: &sqlx::Pool<$db>,
                 batch: &[Job],
             ) -> Result<Vec<Result<Commit, StoreError>>, sqlx::Error> {
-                let mut tx = pool.begin().await?;
-                let mut out = Vec::with_capacity(batch.len());
-                if let [(t, _)] = batch {
-                    let outcome = Self::apply(&mut tx, t).await?;
-                    if matches!(outcome, Commit::Done { .. }) {
-                        tx.commit().await?;
-                    } else {
-                        tx.rollback().await?;
-                    }
-                    out.push(Ok(outcome));
-                    return Ok(out);
-                }
                 // An entry that conflicts, replays or is stale writes nothing, so the entries
                 // need no savepoints; any error fails the whole group, which the writer then
                 // commits entry by entry.
+                let mut tx = pool.begin().await?;
+                let mut out = Vec::with_capacity(batch.len());
+                let mut done: Vec<(&NewEntry, i64)> = Vec::with_capacity(batch.len());
                 for (t, _) in batch {
-                    out.push(Ok(Self::apply(&mut tx, t).await?));
+                    let outcome = Self::claim(&mut tx, t).await?;
+                    if let Commit::Done { seq } = outcome {
+                        done.push((t, seq));
+                    }
+                    out.push(Ok(outcome));
                 }
-                tx.commit().await?;
+                if done.is_empty() {
+                    tx.rollback().await?;
+                } else {
+                    Self::insert_rows(&mut tx, &done).await?;
+                    tx.commit().await?;
+                }
                 Ok(out)
             }
 
-            async fn apply(tx: &mut <$db as sqlx::Database>::Connection, t: &NewEntry) -> Result<Commit, sqlx::Error> {
+            /// Everything the claimed entries add, one multi-row statement per table.
+            async fn insert_rows(
+                tx: &mut <$db as sqlx::Database>::Connection,
+                done: &[(&NewEntry, i64)],
+            ) -> Result<(), sqlx::Error> {
+                let turns: Vec<_> = done
+                    .iter()
+                    .filter_map(|(t, seq)| match &t.entry {
+                        Entry::Turn { role, text, signals } => Some((*t, *seq, role, text, signals)),
+                        Entry::Event { .. } => None,
+                    })
+                    .collect();
+                if !turns.is_empty() {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("INSERT INTO turns (conversation_id, seq, role, text, at, signals) ");
+                    q.push_values(turns, |mut b, (t, seq, role, text, signals)| {
+                        b.push_bind(t.conversation_id.clone())
+                            .push_bind(seq)
+                            .push_bind(role.clone())
+                            .push_bind(text.clone())
+                            .push_bind(t.at.clone())
+                            .push_bind(signals.clone());
+                    });
+                    q.build().execute(&mut *tx).await?;
+                }
+                let events: Vec<_> = done
+                    .iter()
+                    .filter_map(|(t, seq)| match &t.entry {
+                        Entry::Event { kind, data } => Some((*t, *seq, kind, data)),
+                        Entry::Turn { .. } => None,
+                    })
+                    .collect();
+                if !events.is_empty() {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("INSERT INTO events (conversation_id, seq, kind, data, at) ");
+                    q.push_values(events, |mut b, (t, seq, kind, data)| {
+                        b.push_bind(t.conversation_id.clone())
+                            .push_bind(seq)
+                            .push_bind(kind.clone())
+                            .push_bind(data.clone())
+                            .push_bind(t.at.clone());
+                    });
+                    q.build().execute(&mut *tx).await?;
+                }
+                let decisions: Vec<_> = done
+                    .iter()
+                    .filter_map(|(t, seq)| Some((*t, *seq, t.decision.as_ref()?)))
+                    .collect();
+                if !decisions.is_empty() {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO decisions (conversation_id, seq, action, epoch, trigger_id, reason, policy_hash, trace, at) ",
+                    );
+                    q.push_values(decisions, |mut b, (t, seq, d)| {
+                        b.push_bind(t.conversation_id.clone())
+                            .push_bind(seq)
+                            .push_bind(d.action.clone())
+                            .push_bind(t.epoch)
+                            .push_bind(d.trigger.clone())
+                            .push_bind(d.reason.clone())
+                            .push_bind(d.policy_hash.clone())
+                            .push_bind(d.trace.clone())
+                            .push_bind(t.at.clone());
+                    });
+                    q.build().execute(&mut *tx).await?;
+                }
+                let handoffs: Vec<_> = done
+                    .iter()
+                    .filter_map(|(t, seq)| Some((*t, *seq, t.handoff.as_ref()?)))
+                    .collect();
+                if !handoffs.is_empty() {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO handoffs (id, conversation_id, seq, trigger_id, reason, priority, state, brief, created_at) ",
+                    );
+                    q.push_values(handoffs, |mut b, (t, seq, (id, brief))| {
+                        let d = t.decision.as_ref();
+                        b.push_bind(id.clone())
+                            .push_bind(t.conversation_id.clone())
+                            .push_bind(seq)
+                            .push_bind(d.and_then(|d| d.trigger.clone()))
+                            .push_bind(d.and_then(|d| d.reason.clone()))
+                            .push_bind(d.and_then(|d| d.priority))
+                            .push_bind(t.state.clone())
+                            .push_bind(brief.clone())
+                            .push_bind(t.at.clone());
+                    });
+                    q.build().execute(&mut *tx).await?;
+                }
+                let keys: Vec<_> = done
+                    .iter()
+                    .filter_map(|(t, _)| Some((*t, t.idempotency.as_ref()?)))
+                    .collect();
+                if !keys.is_empty() {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO idempotency (conversation_id, key, request_hash, response, created_at) ",
+                    );
+                    q.push_values(keys, |mut b, (t, (key, hash, response))| {
+                        b.push_bind(t.conversation_id.clone())
+                            .push_bind(key.clone())
+                            .push_bind(hash.clone())
+                            .push_bind(response.clone())
+                            .push_bind(t.at.clone());
+                    });
+                    q.build().execute(&mut *tx).await?;
+                }
+                Ok(())
+            }
+
+            /// Checks an entry's idempotency key and claims its sequence number with the
+            /// compare-and-set; the rows come after, for the whole group at once.
+            async fn claim(tx: &mut <$db as sqlx::Database>::Connection, t: &NewEntry) -> Result<Commit, sqlx::Error> {
                 if let Some((key, _, _)) = &t.idempotency {
                     let seen = sqlx::query_as::<_, (String, String)>("SELECT request_hash, response FROM idempotency WHERE conversation_id = $1 AND key = $2")
                         .bind(&t.conversation_id)
@@ -384,74 +491,6 @@ macro_rules! store_impl {
                 };
                 // Turns and events share one sequence.
                 let seq = count - 1;
-                match &t.entry {
-                    Entry::Turn { role, text, signals } => {
-                        sqlx::query("INSERT INTO turns (conversation_id, seq, role, text, at, signals) VALUES ($1, $2, $3, $4, $5, $6)")
-                            .bind(&t.conversation_id)
-                            .bind(seq)
-                            .bind(role)
-                            .bind(text)
-                            .bind(&t.at)
-                            .bind(signals)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    Entry::Event { kind, data } => {
-                        sqlx::query("INSERT INTO events (conversation_id, seq, kind, data, at) VALUES ($1, $2, $3, $4, $5)")
-                            .bind(&t.conversation_id)
-                            .bind(seq)
-                            .bind(kind)
-                            .bind(data)
-                            .bind(&t.at)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                }
-                if let Some(d) = &t.decision {
-                    sqlx::query(
-                        "INSERT INTO decisions (conversation_id, seq, action, epoch, trigger_id, reason, policy_hash, trace, at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                    )
-                    .bind(&t.conversation_id)
-                    .bind(seq)
-                    .bind(&d.action)
-                    .bind(t.epoch)
-                    .bind(&d.trigger)
-                    .bind(&d.reason)
-                    .bind(&d.policy_hash)
-                    .bind(&d.trace)
-                    .bind(&t.at)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                if let Some((id, brief)) = &t.handoff {
-                    let d = t.decision.as_ref();
-                    sqlx::query(
-                        "INSERT INTO handoffs (id, conversation_id, seq, trigger_id, reason, priority, state, brief, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                    )
-                    .bind(id)
-                    .bind(&t.conversation_id)
-                    .bind(seq)
-                    .bind(d.and_then(|d| d.trigger.as_ref()))
-                    .bind(d.and_then(|d| d.reason.as_ref()))
-                    .bind(d.and_then(|d| d.priority))
-                    .bind(&t.state)
-                    .bind(brief)
-                    .bind(&t.at)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                if let Some((key, hash, response)) = &t.idempotency {
-                    sqlx::query("INSERT INTO idempotency (conversation_id, key, request_hash, response, created_at) VALUES ($1, $2, $3, $4, $5)")
-                        .bind(&t.conversation_id)
-                        .bind(key)
-                        .bind(hash)
-                        .bind(response)
-                        .bind(&t.at)
-                        .execute(&mut *tx)
-                        .await?;
-                }
                 Ok(Commit::Done { seq })
             }
 
