@@ -157,9 +157,13 @@ pub(crate) struct Known {
 }
 
 /// The conversation from the cache, or from the store when `fresh` or not cached.
-async fn known<S: Store>(app: &App<S>, id: &str, fresh: bool) -> Result<Known, ApiError> {
+async fn known<S: Store>(
+    app: &App<S>,
+    id: &str,
+    fresh: bool,
+) -> Result<std::sync::Arc<Known>, ApiError> {
     if !fresh && let Some(k) = app.conversations.get(id) {
-        return Ok((*k).clone());
+        return Ok(k);
     }
     let row = app.store.conversation(id, Detail::ForDecision).await?;
     let k = match row {
@@ -174,8 +178,8 @@ async fn known<S: Store>(app: &App<S>, id: &str, fresh: bool) -> Result<Known, A
             last_handoff: None,
         },
     };
-    app.conversations
-        .insert(id.to_string(), std::sync::Arc::new(k.clone()));
+    let k = std::sync::Arc::new(k);
+    app.conversations.insert(id.to_string(), k.clone());
     Ok(k)
 }
 
@@ -210,9 +214,8 @@ async fn commit<S: Store>(
     w: &Write<'_>,
     decision: Option<&Decision>,
     handoff_id: Option<&str>,
-    response: &serde_json::Value,
+    response_text: String,
 ) -> Result<Wrote, ApiError> {
-    let response_text = response.to_string();
     let (state, epoch) = decision.map_or((w.view.state, w.view.epoch), |d| (d.state, d.epoch));
     let entry = NewEntry {
         conversation_id: w.id.to_string(),
@@ -231,7 +234,7 @@ async fn commit<S: Store>(
             reason: d.reason.clone(),
             priority: d.priority,
             policy_hash: d.policy_hash.clone(),
-            trace: wire::trace(d).to_string(),
+            trace: wire::text(&wire::trace_out(d)),
         }),
         handoff: handoff_id.map(str::to_string).zip(
             decision
@@ -448,15 +451,16 @@ pub(crate) async fn post_turn<S: Store>(
     let engine = app.engine();
     for attempt in 0..ATTEMPTS {
         let known = known(&app, &id, attempt > 0).await?;
-        let mut view = known.view.clone();
+        // Copied only when the request changes something.
+        let mut view = std::borrow::Cow::Borrowed(&known.view);
         if let Some(c) = &req.contact {
-            view.contact.extend(c.clone());
+            view.to_mut().contact.extend(c.clone());
         }
         if let Some(a) = &req.account {
-            view.account.extend(a.clone());
+            view.to_mut().account.extend(a.clone());
         }
         if req.page.is_some() {
-            view.page.clone_from(&req.page);
+            view.to_mut().page.clone_from(&req.page);
         }
         let at = now();
         let started = std::time::Instant::now();
@@ -470,11 +474,11 @@ pub(crate) async fn post_turn<S: Store>(
         let shown_id = handoff_id
             .clone()
             .or_else(|| open_handoff(&known, &decision));
-        let response = wire::decision(&decision, shown_id.as_deref());
+        let response = wire::text(&wire::decision_out(&decision, shown_id.as_deref()));
         let signals = decision
             .turn_signals
             .as_ref()
-            .map(|s| wire::signals(s).to_string());
+            .map(|s| wire::text(&wire::DetectOut::new(s)));
         let write = Write {
             id: &id,
             known: &known,
@@ -493,7 +497,7 @@ pub(crate) async fn post_turn<S: Store>(
             &write,
             Some(&decision),
             handoff_id.as_deref(),
-            &response,
+            response,
         )
         .await?
         {
@@ -723,14 +727,14 @@ pub(crate) async fn post_event<S: Store>(
             },
             idempotency: idempotency.clone(),
         };
-        match commit(&app, &write, None, None, &response).await {
+        match commit(&app, &write, None, None, response.to_string()).await {
             Ok(Wrote::Stale | Wrote::Moved(_)) => continue,
             Err(e) => return Err(e),
             Ok(Wrote::Done { seq, response }) => {
                 if seq < 0 {
                     app.conversations.remove(&id);
                 } else {
-                    let mut k = known.clone();
+                    let mut k = (*known).clone();
                     if let Some(e) = &stored_event {
                         k.view.apply(e);
                     }
@@ -812,7 +816,7 @@ pub(crate) async fn post_handoff<S: Store>(
         let shown_id = handoff_id
             .clone()
             .or_else(|| open_handoff(&known, &decision));
-        let response = wire::decision(&decision, shown_id.as_deref());
+        let response = wire::text(&wire::decision_out(&decision, shown_id.as_deref()));
         let write = Write {
             id: &id,
             known: &known,
@@ -830,7 +834,7 @@ pub(crate) async fn post_handoff<S: Store>(
             &write,
             Some(&decision),
             handoff_id.as_deref(),
-            &response,
+            response,
         )
         .await?
         {

@@ -181,40 +181,122 @@ pub fn signals(s: &Signals) -> serde_json::Value {
     serde_json::to_value(DetectOut::new(s)).unwrap_or(serde_json::Value::Null)
 }
 
-/// The answer to a turn (SPEC §8).
-pub fn decision(d: &baton_core::decide::Decision, handoff_id: Option<&str>) -> serde_json::Value {
-    serde_json::json!({
-        "action": d.action.as_str(),
-        "state": d.state.as_str(),
-        "epoch": d.epoch,
-        "message": d.message,
-        "eta_seconds": null,
-        "handoff_id": handoff_id,
-        "trigger": d.trigger,
-        "reason": d.reason,
-        "lead_score": d.lead_score,
-        "triggers": d.fired(),
-        "signals": signals(&d.signals),
-        "policy_hash": d.policy_hash,
-    })
+/// The answer to a turn (SPEC §8), serialized straight from the decision.
+#[derive(Serialize)]
+pub struct DecisionOut<'a> {
+    action: &'static str,
+    state: &'static str,
+    epoch: u64,
+    message: Option<&'a str>,
+    eta_seconds: Option<u64>,
+    handoff_id: Option<&'a str>,
+    trigger: Option<&'a str>,
+    reason: Option<&'a str>,
+    lead_score: f64,
+    triggers: Vec<&'a str>,
+    signals: DetectOut<'a>,
+    policy_hash: &'a str,
 }
 
-/// The full decision trace: every trigger with its value or why it was skipped, the criteria.
+pub fn decision_out<'a>(
+    d: &'a baton_core::decide::Decision,
+    handoff_id: Option<&'a str>,
+) -> DecisionOut<'a> {
+    DecisionOut {
+        action: d.action.as_str(),
+        state: d.state.as_str(),
+        epoch: d.epoch,
+        message: d.message.as_deref(),
+        eta_seconds: None,
+        handoff_id,
+        trigger: d.trigger.as_deref(),
+        reason: d.reason.as_deref(),
+        lead_score: d.lead_score,
+        triggers: d.fired(),
+        signals: DetectOut::new(&d.signals),
+        policy_hash: &d.policy_hash,
+    }
+}
+
+/// The answer to a turn, as a JSON value.
+pub fn decision(d: &baton_core::decide::Decision, handoff_id: Option<&str>) -> serde_json::Value {
+    serde_json::to_value(decision_out(d, handoff_id)).unwrap_or(serde_json::Value::Null)
+}
+
+#[derive(Serialize)]
+struct TriggerOut<'a> {
+    id: &'a str,
+    value: Option<bool>,
+    fired: bool,
+    note: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct CriterionOut<'a> {
+    name: &'a str,
+    met: Option<bool>,
+}
+
+/// The full decision trace: the segment, every trigger with its value or why it was skipped,
+/// the criteria, the conversation's signals.
+#[derive(Serialize)]
+pub struct TraceOut<'a> {
+    action: &'static str,
+    state: &'static str,
+    epoch: u64,
+    segment: Option<&'a str>,
+    trigger: Option<&'a str>,
+    reason: Option<&'a str>,
+    priority: Option<i64>,
+    lead_score: f64,
+    policy_hash: &'a str,
+    triggers: Vec<TriggerOut<'a>>,
+    criteria: Vec<CriterionOut<'a>>,
+    signals: DetectOut<'a>,
+}
+
+pub fn trace_out(d: &baton_core::decide::Decision) -> TraceOut<'_> {
+    TraceOut {
+        action: d.action.as_str(),
+        state: d.state.as_str(),
+        epoch: d.epoch,
+        segment: d.segment.as_deref(),
+        trigger: d.trigger.as_deref(),
+        reason: d.reason.as_deref(),
+        priority: d.priority,
+        lead_score: d.lead_score,
+        policy_hash: &d.policy_hash,
+        triggers: d
+            .triggers
+            .iter()
+            .map(|t| TriggerOut {
+                id: &t.id,
+                value: t.value,
+                fired: t.fired,
+                note: t.note.as_deref(),
+            })
+            .collect(),
+        criteria: d
+            .criteria
+            .iter()
+            .map(|c| CriterionOut {
+                name: &c.name,
+                met: c.met,
+            })
+            .collect(),
+        signals: DetectOut::new(&d.signals),
+    }
+}
+
+/// The trace as a JSON value.
 pub fn trace(d: &baton_core::decide::Decision) -> serde_json::Value {
-    serde_json::json!({
-        "action": d.action.as_str(),
-        "state": d.state.as_str(),
-        "epoch": d.epoch,
-        "segment": d.segment,
-        "trigger": d.trigger,
-        "reason": d.reason,
-        "priority": d.priority,
-        "lead_score": d.lead_score,
-        "policy_hash": d.policy_hash,
-        "triggers": d.triggers.iter().map(|t| serde_json::json!({"id": t.id, "value": t.value, "fired": t.fired, "note": t.note})).collect::<Vec<_>>(),
-        "criteria": d.criteria.iter().map(|c| serde_json::json!({"name": c.name, "met": c.met})).collect::<Vec<_>>(),
-        "signals": signals(&d.signals),
-    })
+    serde_json::to_value(trace_out(d)).unwrap_or(serde_json::Value::Null)
+}
+
+/// Serializes what the wire types describe (they hold only strings, numbers and lists, so
+/// this cannot fail).
+pub fn text<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }
 
 /// The brief (SPEC §5).
