@@ -311,15 +311,16 @@ macro_rules! store_impl {
                 // need no savepoints; any error fails the whole group, which the writer then
                 // commits entry by entry.
                 let mut tx = pool.begin().await?;
-                let mut out = Vec::with_capacity(batch.len());
-                let mut done: Vec<(&NewEntry, i64)> = Vec::with_capacity(batch.len());
-                for (t, _) in batch {
-                    let outcome = Self::claim(&mut tx, t).await?;
-                    if let Commit::Done { seq } = outcome {
-                        done.push((t, seq));
-                    }
-                    out.push(Ok(outcome));
-                }
+                let outcomes = Self::claim_all(&mut tx, batch).await?;
+                let done: Vec<(&NewEntry, i64)> = batch
+                    .iter()
+                    .zip(&outcomes)
+                    .filter_map(|((t, _), o)| match o {
+                        Commit::Done { seq } => Some((t, *seq)),
+                        _ => None,
+                    })
+                    .collect();
+                let out: Vec<Result<Commit, StoreError>> = outcomes.into_iter().map(Ok).collect();
                 if done.is_empty() {
                     tx.rollback().await?;
                 } else {
@@ -434,64 +435,108 @@ macro_rules! store_impl {
                 Ok(())
             }
 
-            /// Checks an entry's idempotency key and claims its sequence number with the
-            /// compare-and-set; the rows come after, for the whole group at once.
-            async fn claim(tx: &mut <$db as sqlx::Database>::Connection, t: &NewEntry) -> Result<Commit, sqlx::Error> {
-                if let Some((key, _, _)) = &t.idempotency {
-                    let seen = sqlx::query_as::<_, (String, String)>("SELECT request_hash, response FROM idempotency WHERE conversation_id = $1 AND key = $2")
-                        .bind(&t.conversation_id)
-                        .bind(key)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    if let Some((request_hash, response)) = seen {
-                        return Ok(Commit::Replay { request_hash, response });
+            /// Checks each entry's idempotency key and claims its sequence number with a
+            /// compare-and-set on the conversation's epoch (and entry count, when given), for
+            /// the whole group in a few statements: one creates the conversations seen for the
+            /// first time (as the bot's, at epoch 0), then one `UPDATE ... FROM (VALUES ...)`
+            /// per round, a round holding each conversation at most once, in arrival order.
+            /// The rows come after, for the whole group at once.
+            async fn claim_all(
+                tx: &mut <$db as sqlx::Database>::Connection,
+                batch: &[Job],
+            ) -> Result<Vec<Commit>, sqlx::Error> {
+                let mut out: Vec<Option<Commit>> = vec![None; batch.len()];
+                for (i, (t, _)) in batch.iter().enumerate() {
+                    if let Some((key, _, _)) = &t.idempotency {
+                        let seen = sqlx::query_as::<_, (String, String)>("SELECT request_hash, response FROM idempotency WHERE conversation_id = $1 AND key = $2")
+                            .bind(&t.conversation_id)
+                            .bind(key)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                        if let Some((request_hash, response)) = seen {
+                            out[i] = Some(Commit::Replay { request_hash, response });
+                        }
                     }
                 }
-                // Compare-and-set on the epoch (and the entry count, when given); the counter
-                // numbers the entry. One statement: the first entry creates the conversation
-                // (as if from the bot at epoch 0), a later one updates it only if nothing moved.
-                let may_create = t.expected_epoch == 0 && t.expected_count.unwrap_or(0) == 0;
-                let sql = if may_create {
-                    "INSERT INTO conversations (id, state, epoch, contact, account, page, turn_count, created_at, updated_at) \
-                     VALUES ($7, $1, $2, $3, $4, $5, 1, $6, $6) \
-                     ON CONFLICT (id) DO UPDATE SET state = excluded.state, epoch = excluded.epoch, contact = excluded.contact, \
-                     account = excluded.account, page = COALESCE(excluded.page, conversations.page), \
-                     turn_count = conversations.turn_count + 1, updated_at = excluded.updated_at \
-                     WHERE conversations.epoch = $8 AND conversations.turn_count = COALESCE($9, conversations.turn_count) \
-                     RETURNING turn_count"
-                } else {
-                    "UPDATE conversations SET state = $1, epoch = $2, contact = $3, account = $4, page = COALESCE($5, page), \
-                     turn_count = turn_count + 1, updated_at = $6 WHERE id = $7 AND epoch = $8 AND turn_count = COALESCE($9, turn_count) RETURNING turn_count"
-                };
-                let updated = sqlx::query_as::<_, (i64,)>(sql)
-                .bind(&t.state)
-                .bind(t.epoch)
-                .bind(&t.contact)
-                .bind(&t.account)
-                .bind(&t.page)
-                .bind(&t.at)
-                .bind(&t.conversation_id)
-                .bind(t.expected_epoch)
-                .bind(t.expected_count)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some((count,)) = updated else {
-                    let Some((state, epoch)) = sqlx::query_as::<_, (String, i64)>("SELECT state, epoch FROM conversations WHERE id = $1")
-                        .bind(&t.conversation_id)
-                        .fetch_optional(&mut *tx)
+                let new: Vec<&NewEntry> = batch
+                    .iter()
+                    .zip(&out)
+                    .filter(|((t, _), o)| o.is_none() && t.expected_epoch == 0 && t.expected_count.unwrap_or(0) == 0)
+                    .map(|((t, _), _)| t)
+                    .collect();
+                if !new.is_empty() {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO conversations (id, state, epoch, contact, account, page, turn_count, created_at, updated_at) ",
+                    );
+                    q.push_values(new, |mut b, t| {
+                        b.push_bind(t.conversation_id.clone())
+                            .push_bind("bot")
+                            .push_bind(0i64)
+                            .push_bind("{}")
+                            .push_bind("{}")
+                            .push_bind(None::<String>)
+                            .push_bind(0i64)
+                            .push_bind(t.at.clone())
+                            .push_bind(t.at.clone());
+                    });
+                    q.push(" ON CONFLICT (id) DO NOTHING");
+                    q.build().execute(&mut *tx).await?;
+                }
+                let mut pending: Vec<usize> = (0..batch.len()).filter(|i| out[*i].is_none()).collect();
+                while !pending.is_empty() {
+                    let mut seen = std::collections::HashSet::new();
+                    let (round, rest): (Vec<usize>, Vec<usize>) = pending
+                        .iter()
+                        .partition(|i| seen.insert(batch[**i].0.conversation_id.as_str()));
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "UPDATE conversations SET state = v.column2, epoch = v.column3, contact = v.column4, account = v.column5, \
+                         page = COALESCE(v.column6, conversations.page), turn_count = conversations.turn_count + 1, updated_at = v.column7 \
+                         FROM (",
+                    );
+                    q.push_values(round.iter().map(|i| &batch[*i].0), |mut b, t| {
+                        b.push_bind(t.conversation_id.clone())
+                            .push_bind(t.state.clone())
+                            .push_bind(t.epoch)
+                            .push_bind(t.contact.clone())
+                            .push_bind(t.account.clone())
+                            .push_bind(t.page.clone())
+                            .push_bind(t.at.clone())
+                            .push_bind(t.expected_epoch)
+                            .push_bind(t.expected_count);
+                    });
+                    q.push(
+                        ") AS v WHERE conversations.id = v.column1 AND conversations.epoch = v.column8 \
+                         AND conversations.turn_count = COALESCE(v.column9, conversations.turn_count) \
+                         RETURNING conversations.id, conversations.turn_count",
+                    );
+                    let claimed: std::collections::HashMap<String, i64> = q
+                        .build_query_as::<(String, i64)>()
+                        .fetch_all(&mut *tx)
                         .await?
-                    else {
-                        // The writer expected entries that are not there.
-                        return Ok(Commit::Stale);
-                    };
-                    if epoch == t.expected_epoch {
-                        return Ok(Commit::Stale);
+                        .into_iter()
+                        .collect();
+                    for i in round {
+                        let t = &batch[i].0;
+                        out[i] = Some(match claimed.get(&t.conversation_id) {
+                            // Turns and events share one sequence.
+                            Some(count) => Commit::Done { seq: count - 1 },
+                            None => {
+                                let current = sqlx::query_as::<_, (String, i64)>("SELECT state, epoch FROM conversations WHERE id = $1")
+                                    .bind(&t.conversation_id)
+                                    .fetch_optional(&mut *tx)
+                                    .await?;
+                                match current {
+                                    Some((state, epoch)) if epoch != t.expected_epoch => Commit::Conflict { state, epoch },
+                                    // The epoch is right but an entry came first, or the writer
+                                    // expected entries that are not there.
+                                    _ => Commit::Stale,
+                                }
+                            }
+                        });
                     }
-                    return Ok(Commit::Conflict { state, epoch });
-                };
-                // Turns and events share one sequence.
-                let seq = count - 1;
-                Ok(Commit::Done { seq })
+                    pending = rest;
+                }
+                Ok(out.into_iter().map(|o| o.unwrap_or(Commit::Stale)).collect())
             }
 
         }
