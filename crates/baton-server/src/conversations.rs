@@ -449,6 +449,7 @@ pub(crate) async fn post_turn<S: Store>(
         }),
     };
     let engine = app.engine();
+    let _turn = app.lock_conversation(&id).await;
     for attempt in 0..ATTEMPTS {
         let known = known(&app, &id, attempt > 0).await?;
         // Copied only when the request changes something.
@@ -707,6 +708,7 @@ pub(crate) async fn post_event<S: Store>(
     }
     let stored_event = event_of(kind, &data.to_string());
     // An event changes no owner; if anything changes meanwhile, it is simply written again.
+    let _turn = app.lock_conversation(&id).await;
     for attempt in 0..ATTEMPTS {
         let known = known(&app, &id, attempt > 0).await?;
         let response = serde_json::json!({
@@ -802,6 +804,7 @@ pub(crate) async fn post_handoff<S: Store>(
         epoch: req.epoch,
     };
     let data = serde_json::json!({"by": if by == Role::User { "user" } else { "bot" }, "reason": req.reason}).to_string();
+    let _turn = app.lock_conversation(&id).await;
     for attempt in 0..ATTEMPTS {
         let known = known(&app, &id, attempt > 0).await?;
         let at = now();

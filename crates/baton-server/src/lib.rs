@@ -100,7 +100,13 @@ pub struct App<S> {
     conversations: Arc<quick_cache::sync::Cache<String, Arc<conversations::Known>>>,
     /// Key hash → (role, when checked).
     keys: Arc<quick_cache::sync::Cache<String, (String, std::time::Instant)>>,
+    /// Writes to one conversation on this node take turns (striped by id), so they queue
+    /// instead of racing each other's compare-and-set; other nodes are still caught by it.
+    write_locks: Arc<Vec<tokio::sync::Mutex<()>>>,
 }
+
+/// Stripes of [`App`]'s per-conversation write locks.
+const WRITE_LOCK_STRIPES: usize = 4096;
 
 impl<S> Clone for App<S> {
     fn clone(&self) -> Self {
@@ -110,6 +116,7 @@ impl<S> Clone for App<S> {
             metrics: self.metrics.clone(),
             conversations: self.conversations.clone(),
             keys: self.keys.clone(),
+            write_locks: self.write_locks.clone(),
         }
     }
 }
@@ -122,7 +129,22 @@ impl<S: Store> App<S> {
             metrics: Arc::new(metrics::Metrics::new()),
             conversations: Arc::new(quick_cache::sync::Cache::new(CACHED_CONVERSATIONS)),
             keys: Arc::new(quick_cache::sync::Cache::new(1024)),
+            write_locks: Arc::new(
+                (0..WRITE_LOCK_STRIPES)
+                    .map(|_| tokio::sync::Mutex::new(()))
+                    .collect(),
+            ),
         }
+    }
+
+    /// Waits for this node's other writes to the conversation to finish.
+    pub(crate) async fn lock_conversation(&self, id: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::Hasher;
+        let mut h = std::hash::DefaultHasher::new();
+        h.write(id.as_bytes());
+        self.write_locks[(h.finish() as usize) % self.write_locks.len()]
+            .lock()
+            .await
     }
 
     /// The active policy and detectors; a decision keeps the one it started with.

@@ -15,9 +15,14 @@ fn data_dir() -> std::path::PathBuf {
 
 /// Starts `baton serve` on a free port and returns it with its base URL, read from its log line.
 fn start(dir: &std::path::Path) -> (Child, String) {
+    start_with(dir, &[])
+}
+
+fn start_with(dir: &std::path::Path, extra: &[&str]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir)
+        .args(extra)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -66,28 +71,51 @@ fn acknowledged_turns_survive_kill_9() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let (mut child, url) = start(&dir);
     let client = reqwest::Client::new();
-    let acknowledged = rt.block_on(async {
-        let mut ok = 0;
-        for i in 0..40 {
-            let res = client
-                .post(format!("{url}/v1/conversations/c-{}/turns", i % 4))
-                .bearer_auth(&key)
-                .json(&serde_json::json!({"role": "user", "text": format!("message number {i}")}))
-                .send()
-                .await
-                .expect("request");
-            assert_eq!(res.status(), 200);
-            ok += 1;
+    // Eight writers at once, so that turns are committed in groups, and the process is killed
+    // while they are still writing.
+    let acknowledged: Vec<(usize, String)> = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for w in 0..8usize {
+            let (client, url, key) = (client.clone(), url.clone(), key.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut ok = Vec::new();
+                for i in 0..1000 {
+                    let text = format!("writer {w} message {i}");
+                    let res = client
+                        .post(format!("{url}/v1/conversations/c-{}/turns", w % 4))
+                        .bearer_auth(&key)
+                        .json(&serde_json::json!({"role": "user", "text": text}))
+                        .send()
+                        .await;
+                    match res {
+                        Ok(r) if r.status() == 200 => ok.push((w % 4, text)),
+                        Ok(r) => panic!("unexpected status {}", r.status()),
+                        // The server died: this turn was never acknowledged.
+                        Err(_) => break,
+                    }
+                }
+                ok
+            }));
         }
-        ok
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+        // No graceful shutdown: the process dies mid-flight.
+        child.kill().expect("kill -9");
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.expect("writer"));
+        }
+        all
     });
-    // No graceful shutdown: the process dies mid-flight.
-    child.kill().expect("kill -9");
     child.wait().expect("reap");
+    assert!(
+        acknowledged.len() > 20,
+        "only {} turns acknowledged",
+        acknowledged.len()
+    );
 
     let (mut child, url) = start(&dir);
-    let stored = rt.block_on(async {
-        let mut n = 0;
+    let stored: Vec<Vec<String>> = rt.block_on(async {
+        let mut out = Vec::new();
         for c in 0..4 {
             let v: serde_json::Value = client
                 .get(format!("{url}/v1/conversations/c-{c}"))
@@ -98,12 +126,97 @@ fn acknowledged_turns_survive_kill_9() {
                 .json()
                 .await
                 .expect("json");
-            n += v["transcript"].as_array().map_or(0, Vec::len);
+            let turns = v["transcript"].as_array().cloned().unwrap_or_default();
+            // Sequence numbers have no gaps.
+            for (i, t) in turns.iter().enumerate() {
+                assert_eq!(t["seq"].as_u64(), Some(i as u64), "{v}");
+            }
+            out.push(
+                turns
+                    .iter()
+                    .filter_map(|t| t["text"].as_str().map(str::to_string))
+                    .collect(),
+            );
         }
-        n
+        out
     });
     child.kill().expect("stop");
     child.wait().expect("reap");
     let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(stored, acknowledged);
+    for (c, text) in &acknowledged {
+        assert!(
+            stored[*c].contains(text),
+            "acknowledged turn {text:?} was lost"
+        );
+    }
+    // Nothing was stored twice.
+    for turns in &stored {
+        let mut unique = turns.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), turns.len());
+    }
+}
+
+#[test]
+fn the_policy_given_stays_active_after_a_restart() {
+    let dir = data_dir();
+    let policy = dir.join("custom.toml");
+    std::fs::write(
+        &policy,
+        "version = 1\n[[trigger]]\nid = \"asked\"\nwhen = \"signals.human_request\"\nreason = \"asked\"\npriority = 1\naction = \"handoff\"\n",
+    )
+    .expect("write policy");
+    let key = String::from_utf8(
+        Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args([
+                "keys",
+                "create",
+                "--name",
+                "t",
+                "--role",
+                "bot",
+                "--data-dir",
+            ])
+            .arg(&dir)
+            .output()
+            .expect("key")
+            .stdout,
+    )
+    .expect("utf-8")
+    .trim()
+    .to_string();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let client = reqwest::Client::new();
+    let hash_of = |url: String| {
+        let client = client.clone();
+        let key = key.clone();
+        rt.block_on(async move {
+            let v: serde_json::Value = client
+                .get(format!("{url}/v1/policy"))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .expect("request")
+                .json()
+                .await
+                .expect("json");
+            (
+                v["hash"].as_str().unwrap_or("").to_string(),
+                v["triggers"].as_array().map_or(0, Vec::len),
+            )
+        })
+    };
+    let (mut child, url) = start_with(&dir, &["--policy", policy.to_str().expect("path")]);
+    let (given, triggers) = hash_of(url);
+    child.kill().expect("stop");
+    child.wait().expect("reap");
+    assert_eq!(triggers, 1);
+    // Without --policy, the stored active version is served, not the built-in default.
+    let (mut child, url) = start(&dir);
+    let (after, _) = hash_of(url);
+    child.kill().expect("stop");
+    child.wait().expect("reap");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(after, given);
 }
