@@ -976,3 +976,120 @@ async fn racing_visitor_turns_are_all_stored_and_hand_off_once() {
         app.finish().await;
     }
 }
+
+#[tokio::test]
+async fn policy_and_event_requests_are_checked_and_retried_safely() {
+    for app in apps("checks").await {
+        // An event retried with its key is stored once; the key with another body is refused.
+        let send = |body: Value| {
+            let req = app
+                .http
+                .post(format!("{}/v1/conversations/conv-k/events", app.base))
+                .bearer_auth(KEY)
+                .header("Idempotency-Key", "ev-1")
+                .json(&body);
+            async move {
+                let res = req.send().await.expect("request");
+                (
+                    res.status().as_u16(),
+                    res.headers().contains_key("idempotent-replayed"),
+                )
+            }
+        };
+        assert_eq!(
+            send(json!({"type": "page_view", "page": "/docs"})).await,
+            (200, false)
+        );
+        assert_eq!(
+            send(json!({"type": "page_view", "page": "/docs"})).await,
+            (200, true)
+        );
+        assert_eq!(
+            send(json!({"type": "page_view", "page": "/other"})).await.0,
+            422
+        );
+        let (_, c) = app.get("/v1/conversations/conv-k").await;
+        assert_eq!(c["events"].as_array().map(Vec::len), Some(1), "{c}");
+
+        // Policy bodies: too large, not UTF-8, empty; simulations too long. Nothing changes.
+        let (_, before) = app.call("GET", "/v1/policy", Some(KEY), Value::Null).await;
+        let huge = format!("version = 1\n# {}\n", "x".repeat(70_000));
+        let (s, d) = app
+            .call("PUT", "/v1/policy", Some(ADMIN_KEY), json!(huge))
+            .await;
+        assert_eq!(
+            (s, d["error"]["code"].as_str()),
+            (413, Some("body_too_large")),
+            "{d}"
+        );
+        let res = app
+            .http
+            .put(format!("{}/v1/policy", app.base))
+            .bearer_auth(ADMIN_KEY)
+            .body(vec![0xff, 0xfe, 0x00])
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status().as_u16(), 400);
+        let (s, d) = app
+            .call("PUT", "/v1/policy", Some(ADMIN_KEY), json!("  "))
+            .await;
+        assert_eq!(
+            (s, d["error"]["code"].as_str()),
+            (400, Some("invalid_policy"))
+        );
+        let (s, d) = app
+            .call(
+                "PUT",
+                "/v1/policy?dry_run=maybe",
+                Some(ADMIN_KEY),
+                json!("version = 1"),
+            )
+            .await;
+        assert_eq!(
+            (s, d["error"]["field"].as_str()),
+            (400, Some("dry_run")),
+            "{d}"
+        );
+        let (s, _) = app
+            .call("PUT", "/v1/policy", None, json!("version = 1"))
+            .await;
+        assert_eq!(s, 401);
+        let turns: Vec<Value> = (0..201)
+            .map(|i| json!({"role": "user", "text": format!("turn {i}")}))
+            .collect();
+        let (s, d) = app
+            .call(
+                "POST",
+                "/v1/policy/simulate",
+                Some(KEY),
+                json!({"turns": turns}),
+            )
+            .await;
+        assert_eq!((s, d["error"]["field"].as_str()), (400, Some("turns")));
+        let (s, d) = app
+            .call(
+                "POST",
+                "/v1/policy/simulate",
+                Some(KEY),
+                json!({"turns": [{"role": "user", "text": "hi"}], "policy": "version = 2"}),
+            )
+            .await;
+        assert_eq!(
+            (s, d["error"]["code"].as_str()),
+            (400, Some("invalid_policy")),
+            "{d}"
+        );
+        let (_, after) = app.call("GET", "/v1/policy", Some(KEY), Value::Null).await;
+        assert_eq!(before["hash"], after["hash"]);
+        let (_, v) = app
+            .call("GET", "/v1/policy/versions", Some(KEY), Value::Null)
+            .await;
+        assert_eq!(
+            v["versions"].as_array().map(Vec::len),
+            Some(0),
+            "nothing was stored: {v}"
+        );
+        app.finish().await;
+    }
+}
