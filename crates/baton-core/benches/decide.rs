@@ -4,7 +4,7 @@ use std::hint::black_box;
 
 use baton_core::decide::{ConversationView, NewTurn, PastTurn, decide};
 use baton_core::policy::Policy;
-use baton_detect::{Detector, Role};
+use baton_detect::{Detector, Role, Signals};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use jiff::{SignedDuration, Timestamp};
 
@@ -25,8 +25,16 @@ fn bench(c: &mut Criterion) {
     let mut view = ConversationView::new();
     let today = now.to_zoned(jiff::tz::TimeZone::UTC).date();
     for (i, (role, text)) in history.iter().enumerate() {
-        // As the service does: each turn's signals were computed when it arrived.
-        let signals = (*role == Role::User).then(|| detector.message(text, today));
+        // As the service does: each turn's signals (a bot turn's reading) were computed when it
+        // arrived.
+        let signals = Some(if *role == Role::User {
+            detector.message(text, today)
+        } else {
+            Signals {
+                reading: Some(detector.read(text)),
+                ..Signals::default()
+            }
+        });
         view.turns.push(PastTurn {
             role: *role,
             text: (*text).into(),

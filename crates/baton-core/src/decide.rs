@@ -282,7 +282,7 @@ pub struct Decision {
     pub message: Option<String>,
     pub signals: Signals,
     /// The signals of the new turn on its own, to store with it and pass back in
-    /// [`PastTurn::signals`] on later turns.
+    /// [`PastTurn::signals`] on later turns (for a bot turn, only its reading).
     pub turn_signals: Option<Signals>,
     /// The policy version used.
     pub policy_hash: String,
@@ -616,8 +616,15 @@ fn evaluate(
             text: &turn.text,
         });
     }
-    let turn_signals =
-        (turn.role == Role::User && !explicit).then(|| detector.message(&turn.text, today));
+    // A visitor turn gets its signals; a bot turn only its reading, kept for later turns.
+    let turn_signals = match (turn.role, explicit) {
+        (_, true) => None,
+        (Role::User, false) => Some(detector.message(&turn.text, today)),
+        (_, false) => Some(Signals {
+            reading: Some(detector.read(&turn.text)),
+            ..Signals::default()
+        }),
+    };
     let mut cached: Vec<Option<&Signals>> = view.turns.iter().map(|t| t.signals.as_ref()).collect();
     if !explicit {
         cached.push(turn_signals.as_ref());

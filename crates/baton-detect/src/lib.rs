@@ -37,6 +37,17 @@ pub use text::slice_chars;
 use rules::RuleSet;
 use text::Normalized;
 
+/// A turn's text as the detectors read it (normalised, with the way back to the original).
+/// Opaque; [`Detector::message`] and [`Detector::read`] make one.
+#[derive(Debug, Clone)]
+pub struct Reading(std::sync::Arc<Normalized>);
+
+impl PartialEq for Reading {
+    fn eq(&self, other: &Reading) -> bool {
+        self.0.norm == other.0.norm
+    }
+}
+
 /// Who wrote a turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -109,6 +120,9 @@ pub struct Signals {
     pub qualification: Qualification,
     pub conversation: ConversationSignals,
     pub evidence: Vec<Evidence>,
+    /// The message's normalised text, kept so that reading the conversation on later turns
+    /// does not normalise it again ([`Detector::conversation_cached`]).
+    pub reading: Option<Reading>,
 }
 
 /// Extra phrases per signal and thresholds: the policy's `[detectors]` section.
@@ -210,6 +224,7 @@ impl Detector {
     /// A message longer than [`MAX_MESSAGE_BYTES`] is read up to that point (a paste, not a
     /// chat turn); spans still index the original text.
     pub fn message(&self, text: &str, today: Date) -> Signals {
+        let whole = text.len();
         let text = &text[..text::floor_boundary(text, MAX_MESSAGE_BYTES)];
         let n = Normalized::new(text);
         let mut s = Signals::default();
@@ -267,7 +282,17 @@ impl Detector {
         s.qualification.authority = authority;
         s.qualification.authority_evidence = evidence;
         s.conversation.user_turns = 1;
+        // Kept only when it is the whole message, as the conversation reading needs it.
+        if text.len() == whole {
+            s.reading = Some(Reading(std::sync::Arc::new(n)));
+        }
         s
+    }
+
+    /// A turn's text as the conversation reading needs it: for a bot turn, whose signals are
+    /// not computed, to keep with it like a visitor turn's [`Signals::reading`].
+    pub fn read(&self, text: &str) -> Reading {
+        Reading(std::sync::Arc::new(Normalized::new(text)))
     }
 
     /// Signals of a conversation as of its last visitor turn.
@@ -287,13 +312,13 @@ impl Detector {
         let Some(last_user) = turns.iter().rposition(|t| t.role == Role::User) else {
             // No visitor turn: only the bot's behaviour can be read.
             let mut s = Signals::default();
-            let norms: Vec<Normalized> = turns.iter().map(|t| Normalized::new(t.text)).collect();
+            let norms = readings(turns, cached);
             self.read_bot_turns(turns, &norms, &mut s);
             return s;
         };
         // Every turn is normalised once, for the loop and the bot readings alike.
         let turns = &turns[..=last_user];
-        let norms: Vec<Normalized> = turns.iter().map(|t| Normalized::new(t.text)).collect();
+        let norms = readings(turns, cached);
         let mut per_turn: Vec<(usize, Cow<'_, Signals>, &Normalized)> = Vec::new();
         for (i, t) in turns.iter().enumerate() {
             if t.role == Role::User {
@@ -417,7 +442,7 @@ impl Detector {
     }
 
     /// Bot fallbacks, the bot repeating itself, and questions left unanswered.
-    fn read_bot_turns(&self, turns: &[Turn<'_>], norms: &[Normalized], s: &mut Signals) {
+    fn read_bot_turns(&self, turns: &[Turn<'_>], norms: &[Cow<'_, Normalized>], s: &mut Signals) {
         let mut in_row = 0;
         let mut total = 0;
         let mut unanswered = 0;
@@ -495,4 +520,23 @@ fn signal_of(label: &'static str) -> &'static str {
     } else {
         label
     }
+}
+
+/// Every turn's normalised text: kept with its cached signals, or made now.
+fn readings<'a>(turns: &[Turn<'_>], cached: &[Option<&'a Signals>]) -> Vec<Cow<'a, Normalized>> {
+    turns
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            match cached
+                .get(i)
+                .copied()
+                .flatten()
+                .and_then(|s| s.reading.as_ref())
+            {
+                Some(r) => Cow::Borrowed(&*r.0),
+                None => Cow::Owned(Normalized::new(t.text)),
+            }
+        })
+        .collect()
 }

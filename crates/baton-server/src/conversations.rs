@@ -479,6 +479,7 @@ pub(crate) async fn post_turn<S: Store>(
         let signals = decision
             .turn_signals
             .as_ref()
+            .filter(|_| role == Role::User)
             .map(|s| wire::text(&wire::DetectOut::new(s)));
         let write = Write {
             id: &id,
