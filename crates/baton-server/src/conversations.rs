@@ -539,23 +539,34 @@ fn conflict(e: DecideError) -> ApiError {
     }
 }
 
-/// `POST /v1/conversations/{id}/events`: one behavioural signal.
+/// `POST /v1/conversations/{id}/events`: one behavioural signal. The names trackers commonly
+/// use are accepted too (`url` for `page`, `form_submit` for `form_fill`, `custom` for
+/// `signal`...); the event is stored as sent and read with the same names.
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 enum EventBody {
+    #[serde(alias = "pageview", alias = "page_viewed")]
     PageView {
+        #[serde(alias = "url", alias = "path")]
         page: String,
     },
+    #[serde(alias = "form_submit", alias = "form_submitted", alias = "form")]
     FormFill {
+        #[serde(alias = "form_id", alias = "name")]
         form: String,
-        #[serde(default)]
+        #[serde(default, alias = "data", alias = "values")]
         fields: BTreeMap<String, serde_json::Value>,
     },
+    #[serde(alias = "source", alias = "utm")]
     Attribution {
+        #[serde(alias = "utm_source")]
         source: Option<String>,
+        #[serde(alias = "utm_campaign")]
         campaign: Option<String>,
+        #[serde(alias = "referer")]
         referrer: Option<String>,
     },
+    #[serde(alias = "custom", alias = "custom_signal")]
     Signal {
         name: String,
         value: serde_json::Value,
@@ -780,7 +791,7 @@ pub(crate) async fn post_handoff<S: Store>(
     };
     let by = match req.by.as_deref() {
         None | Some("bot") => Role::Bot,
-        Some("user") => Role::User,
+        Some("user" | "visitor") => Role::User,
         Some(other) => {
             return Err(invalid(
                 "by",

@@ -76,7 +76,7 @@ pub fn document() -> Value {
                 "summary": "An explicit request for a person. Off-hours triggers of the policy still apply; while a human owns the conversation the answer is `hold` and nothing new is created.",
                 "parameters": [id_param(conv), idempotency_param()],
                 "requestBody": {"required": false, "content": {"application/json": {"schema": {"type": "object", "additionalProperties": false, "properties": {
-                    "by": {"enum": ["user", "bot"], "default": "bot"},
+                    "by": {"enum": ["user", "visitor", "bot"], "default": "bot"},
                     "reason": {"type": "string", "maxLength": 2048},
                     "epoch": {"type": "integer", "minimum": 0}}}}}},
                 "responses": responses(ok("The decision", decision.clone()), &["400", "401", "409", "413", "422"]),

@@ -450,6 +450,9 @@ async fn events_shape_the_next_decision() {
         assert_eq!(s, 200);
         let (s, _) = post(json!({"type": "form_fill", "form": "demo", "fields": {"name": "Priya", "email": "priya@example.org", "seats": 40}})).await;
         assert_eq!(s, 200);
+        // A tracker's own names are understood too.
+        let (s, d) = post(json!({"type": "pageview", "url": "/features"})).await;
+        assert_eq!((s, d["type"].as_str()), (200, Some("page_view")), "{d}");
         // Bad events are refused and change nothing.
         for bad in [
             json!({"type": "page_view"}),
@@ -487,11 +490,11 @@ async fn events_shape_the_next_decision() {
         // The form filled the contact: the message names the visitor.
         assert_eq!(d["message"], "Thanks, Priya, a colleague is joining.");
         let (_, c) = app.get("/v1/conversations/conv-e").await;
-        assert_eq!(c["events"].as_array().map(Vec::len), Some(4), "{c}");
+        assert_eq!(c["events"].as_array().map(Vec::len), Some(5), "{c}");
         assert_eq!(c["events"][0]["data"]["page"], "/pricing");
         assert_eq!(c["transcript"].as_array().map(Vec::len), Some(2));
         assert_eq!(
-            c["transcript"][1]["seq"], 5,
+            c["transcript"][1]["seq"], 6,
             "turns and events share one sequence"
         );
         assert_eq!(c["brief"]["contact"]["email"], "priya@example.org", "{c}");
