@@ -42,9 +42,10 @@ struct TestApp {
 }
 
 impl TestApp {
-    /// A second node over a database the first one set up (keys included).
+    /// A second node over a database the first one set up (keys included), caching nothing:
+    /// every write reads the conversation back.
     async fn spawn_without_keys<S: Store>(store: S) -> TestApp {
-        Self::serve(store).await
+        Self::serve_with(store, 0).await
     }
 
     /// Stops a second node; the first one's `finish` drops the database.
@@ -70,9 +71,14 @@ impl TestApp {
     }
 
     async fn serve<S: Store>(store: S) -> TestApp {
-        let app = App::new(
+        Self::serve_with(store, baton_server::DEFAULT_CACHED_TURNS).await
+    }
+
+    async fn serve_with<S: Store>(store: S, cached_turns: u64) -> TestApp {
+        let app = App::with_cache(
             store,
             Engine::load("test.toml", POLICY).expect("valid policy"),
+            cached_turns,
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

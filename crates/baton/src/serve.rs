@@ -28,6 +28,10 @@ pub struct ServeArgs {
     /// an earlier start or `PUT /v1/policy`, else the built-in copy of examples/policy.toml.
     #[arg(long)]
     policy: Option<PathBuf>,
+    /// Turns kept in memory, in the conversations decided on lately, so that a turn is decided
+    /// without reading its conversation back (about 2.4 KB each). The store stays the truth.
+    #[arg(long, default_value_t = baton_server::DEFAULT_CACHED_TURNS)]
+    cache_turns: u64,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -119,7 +123,7 @@ async fn serve_with<S: Store>(store: S, args: &ServeArgs) -> anyhow::Result<()> 
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     eprintln!("baton: serving on http://{}", listener.local_addr()?);
-    let app = App::new(store, engine);
+    let app = App::with_cache(store, engine, args.cache_turns);
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
