@@ -285,41 +285,54 @@ async fn commit<S: Store>(
     }
 }
 
+/// Takes the cached conversation to change it: the cache's copy is dropped first, so that
+/// ours is usually the only one left and is reused rather than copied.
+fn take_known<S: Store>(app: &App<S>, id: &str, known: std::sync::Arc<Known>) -> Known {
+    app.conversations.remove(id);
+    std::sync::Arc::try_unwrap(known).unwrap_or_else(|shared| (*shared).clone())
+}
+
+/// What a stored decision changed, to remember.
+struct Decided<'a> {
+    seq: i64,
+    at: jiff::Timestamp,
+    /// The view decided on, when the request changed it (contact, account, page).
+    view: Option<ConversationView>,
+    turn: Option<PastTurn>,
+    decision: &'a Decision,
+    handoff_id: Option<&'a str>,
+}
+
 /// Remembers the conversation as it is after a stored decision.
 fn remember_decided<S: Store>(
     app: &App<S>,
-    w: &Write<'_>,
-    seq: i64,
-    turn: Option<PastTurn>,
-    d: &Decision,
-    handoff_id: Option<&str>,
+    id: &str,
+    known: std::sync::Arc<Known>,
+    d: Decided<'_>,
 ) {
-    if seq < 0 {
+    if d.seq < 0 {
         // A replayed answer: the cache may be behind; reload next time.
-        app.conversations.remove(w.id);
+        app.conversations.remove(id);
         return;
     }
-    let mut view = w.view.clone();
-    if let Some(t) = turn {
-        view.turns.push(t);
+    let mut k = take_known(app, id, known);
+    if let Some(v) = d.view {
+        k.view = v;
     }
-    view.state = d.state;
-    view.epoch = d.epoch;
-    if let Some(t) = &d.trigger {
-        view.fired.push((t.clone(), w.at));
+    if let Some(t) = d.turn {
+        k.view.turns.push(t);
     }
-    if w.page.is_some() {
-        view.page.clone_from(&w.page);
+    k.view.state = d.decision.state;
+    k.view.epoch = d.decision.epoch;
+    if let Some(t) = &d.decision.trigger {
+        k.view.fired.push((t.clone(), d.at));
     }
-    let k = Known {
-        view,
-        count: seq + 1,
-        last_handoff: handoff_id
-            .map(str::to_string)
-            .or_else(|| w.known.last_handoff.clone()),
-    };
+    k.count = d.seq + 1;
+    if let Some(h) = d.handoff_id {
+        k.last_handoff = Some(h.to_string());
+    }
     app.conversations
-        .insert(w.id.to_string(), std::sync::Arc::new(k));
+        .insert(id.to_string(), std::sync::Arc::new(k));
 }
 
 /// The open handoff a decision that created none still belongs to.
@@ -467,7 +480,7 @@ pub(crate) async fn post_turn<S: Store>(
         let started = std::time::Instant::now();
         let decided = decide(&engine.policy, &engine.detector, &view, &turn, at);
         app.metrics.decide_seconds(started.elapsed());
-        let decision = decided.map_err(conflict)?;
+        let mut decision = decided.map_err(conflict)?;
         let handoff_id = decision
             .brief
             .is_some()
@@ -508,20 +521,25 @@ pub(crate) async fn post_turn<S: Store>(
             Wrote::Moved(_) if req.epoch.is_none() && role == Role::User => continue,
             Wrote::Moved(e) => return Err(e),
             Wrote::Done { seq, response } => {
-                let past = PastTurn {
+                let view = match view {
+                    std::borrow::Cow::Owned(v) => Some(v),
+                    std::borrow::Cow::Borrowed(_) => None,
+                };
+                let turn = PastTurn {
                     role,
                     text: req.text.clone(),
                     at,
-                    signals: decision.turn_signals.clone(),
+                    signals: decision.turn_signals.take(),
                 };
-                remember_decided(
-                    &app,
-                    &write,
+                let decided = Decided {
                     seq,
-                    Some(past),
-                    &decision,
-                    handoff_id.as_deref(),
-                );
+                    at,
+                    view,
+                    turn: Some(turn),
+                    decision: &decision,
+                    handoff_id: handoff_id.as_deref(),
+                };
+                remember_decided(&app, &id, known, decided);
                 return Ok(response);
             }
         }
@@ -748,7 +766,7 @@ pub(crate) async fn post_event<S: Store>(
                 if seq < 0 {
                     app.conversations.remove(&id);
                 } else {
-                    let mut k = (*known).clone();
+                    let mut k = take_known(&app, &id, known);
                     if let Some(e) = &stored_event {
                         k.view.apply(e);
                     }
@@ -857,7 +875,15 @@ pub(crate) async fn post_handoff<S: Store>(
             Wrote::Moved(_) if req.epoch.is_none() => continue,
             Wrote::Moved(e) => return Err(e),
             Wrote::Done { seq, response } => {
-                remember_decided(&app, &write, seq, None, &decision, handoff_id.as_deref());
+                let decided = Decided {
+                    seq,
+                    at,
+                    view: None,
+                    turn: None,
+                    decision: &decision,
+                    handoff_id: handoff_id.as_deref(),
+                };
+                remember_decided(&app, &id, known, decided);
                 return Ok(response);
             }
         }
