@@ -10,6 +10,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc: the server and the detectors allocate many small, short-lived values per turn
+/// (BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Baton decides when a chatbot must hand a conversation to a human.
 #[derive(Debug, Parser)]
 #[command(name = "baton", version, about)]
