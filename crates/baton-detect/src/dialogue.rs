@@ -63,21 +63,24 @@ const STOP: &[&str] = &[
 ];
 
 /// The content words of a message, sorted and without repeats.
-fn content_words(n: &Normalized) -> Vec<&str> {
-    let mut v: Vec<&str> = n
-        .words()
-        .filter(|w| !STOP.contains(w) && w.len() > 1)
-        .collect();
-    v.sort_unstable();
-    v.dedup();
-    v
+fn content_words(n: &Normalized) -> &[String] {
+    n.content.get_or_init(|| {
+        let mut v: Vec<String> = n
+            .words()
+            .filter(|w| !STOP.contains(w) && w.len() > 1)
+            .map(str::to_string)
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    })
 }
 
 /// Size of the intersection of two sorted, deduplicated lists.
-fn common(a: &[&str], b: &[&str]) -> usize {
+fn common(a: &[String], b: &[String]) -> usize {
     let (mut i, mut j, mut n) = (0, 0, 0);
     while i < a.len() && j < b.len() {
-        match a[i].cmp(b[j]) {
+        match a[i].cmp(&b[j]) {
             std::cmp::Ordering::Less => i += 1,
             std::cmp::Ordering::Greater => j += 1,
             std::cmp::Ordering::Equal => {
@@ -100,7 +103,7 @@ pub(crate) fn similarity(a: &Normalized, b: &Normalized) -> f64 {
             0.0
         };
     }
-    let inter = common(&x, &y);
+    let inter = common(x, y);
     let union = x.len() + y.len() - inter;
     inter as f64 / union as f64
 }

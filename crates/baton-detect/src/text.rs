@@ -25,6 +25,9 @@ pub(crate) struct Normalized {
     /// Tokens joined by single spaces, lower case.
     pub(crate) norm: String,
     pub(crate) tokens: Vec<Token>,
+    /// Its content words, sorted and deduplicated, made once when first asked for
+    /// (`dialogue::similarity` compares every recent pair of turns on each new turn).
+    pub(crate) content: std::sync::OnceLock<Vec<String>>,
 }
 
 /// Marks kept as tokens: they end clauses or make questions and exclamations.
@@ -41,6 +44,7 @@ impl Normalized {
         let mut out = Normalized {
             norm: String::with_capacity(text.len() + 8),
             tokens: Vec::with_capacity(text.len() / 4 + 1),
+            content: std::sync::OnceLock::new(),
         };
         let mut word = String::new();
         let mut word_start = 0usize;
