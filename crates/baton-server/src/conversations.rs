@@ -131,18 +131,32 @@ fn replay(hash: &str, stored_hash: &str, response: String) -> Result<Response, A
         .into_response())
 }
 
-/// A request already answered under this key is answered the same way.
-async fn replayed<S: Store>(
+/// How a write request starts.
+enum Opened {
+    /// New: its body and `(Idempotency-Key, body hash)`.
+    Fresh(Bytes, Option<(String, String)>),
+    /// Already answered under this key: the same answer.
+    Replayed(Response),
+}
+
+/// What every write does first: authenticate, check the id and the body size, and answer a
+/// request already answered under its `Idempotency-Key` the same way.
+async fn open_write<S: Store>(
     app: &App<S>,
     id: &str,
-    idempotency: &Option<(String, String)>,
-) -> Result<Option<Response>, ApiError> {
-    if let Some((key, hash)) = idempotency
+    headers: &HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Opened, ApiError> {
+    authenticate(app, headers).await?;
+    valid_id(id)?;
+    let body = body_bytes(body)?;
+    let idempotency = idempotency_of(headers, &body)?;
+    if let Some((key, hash)) = &idempotency
         && let Some((stored_hash, response)) = app.store.idempotent(id, key).await?
     {
-        return replay(hash, &stored_hash, response).map(Some);
+        return replay(hash, &stored_hash, response).map(Opened::Replayed);
     }
-    Ok(None)
+    Ok(Opened::Fresh(body, idempotency))
 }
 
 /// A conversation as this node last saw it: the engine's view (with each past turn's
@@ -416,13 +430,10 @@ pub(crate) async fn post_turn<S: Store>(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    authenticate(&app, &headers).await?;
-    valid_id(&id)?;
-    let body = body_bytes(body)?;
-    let idempotency = idempotency_of(&headers, &body)?;
-    if let Some(r) = replayed(&app, &id, &idempotency).await? {
-        return Ok(r);
-    }
+    let (body, idempotency) = match open_write(&app, &id, &headers, body).await? {
+        Opened::Fresh(body, idempotency) => (body, idempotency),
+        Opened::Replayed(r) => return Ok(r),
+    };
     let req: TurnBody = parse_json(&body, "a turn")?;
     let role = match req.role.as_str() {
         "user" => Role::User,
@@ -716,13 +727,10 @@ pub(crate) async fn post_event<S: Store>(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    authenticate(&app, &headers).await?;
-    valid_id(&id)?;
-    let body = body_bytes(body)?;
-    let idempotency = idempotency_of(&headers, &body)?;
-    if let Some(r) = replayed(&app, &id, &idempotency).await? {
-        return Ok(r);
-    }
+    let (body, idempotency) = match open_write(&app, &id, &headers, body).await? {
+        Opened::Fresh(body, idempotency) => (body, idempotency),
+        Opened::Replayed(r) => return Ok(r),
+    };
     let value: serde_json::Value = parse_json(&body, "an event")?;
     let event: EventBody = serde_json::from_value(value.clone()).map_err(|e| {
         invalid(
@@ -736,7 +744,7 @@ pub(crate) async fn post_event<S: Store>(
     if let Some(m) = data.as_object_mut() {
         m.remove("type");
     }
-    let stored_event = event_of(kind, &data.to_string());
+    let stored_event = event.into_event();
     // An event changes no owner; if anything changes meanwhile, it is simply written again.
     let _turn = app.lock_conversation(&id).await;
     for attempt in 0..ATTEMPTS {
@@ -795,13 +803,10 @@ pub(crate) async fn post_handoff<S: Store>(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    authenticate(&app, &headers).await?;
-    valid_id(&id)?;
-    let body = body_bytes(body)?;
-    let idempotency = idempotency_of(&headers, &body)?;
-    if let Some(r) = replayed(&app, &id, &idempotency).await? {
-        return Ok(r);
-    }
+    let (body, idempotency) = match open_write(&app, &id, &headers, body).await? {
+        Opened::Fresh(body, idempotency) => (body, idempotency),
+        Opened::Replayed(r) => return Ok(r),
+    };
     let req: HandoffBody = if body.iter().all(u8::is_ascii_whitespace) {
         HandoffBody::default()
     } else {

@@ -86,7 +86,7 @@ impl Engine {
 }
 
 /// Turns this node keeps in memory by default, in the conversations it decided on lately
-/// (about 3.4 KB each in the load test: some 700 MB at most).
+/// (2.9 to 3.4 KB each in the load test: some 600 to 700 MB at most).
 pub const DEFAULT_CACHED_TURNS: u64 = 200_000;
 
 /// A cached conversation weighs its turns (and one for itself).
