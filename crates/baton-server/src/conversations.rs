@@ -19,9 +19,7 @@ use baton_detect::Role;
 use baton_store::{Commit, ConversationRow, DecisionRecord, Detail, Entry, NewEntry, Store};
 use serde::Deserialize;
 
-use crate::{
-    ApiError, App, MAX_TEXT_CHARS, authenticate, body_bytes, key_hash, parse_json, valid_id, wire,
-};
+use crate::{ApiError, App, authenticate, body_bytes, key_hash, parse_json, valid_id, wire};
 
 /// Longest page, form, signal name or value accepted in an event, in characters.
 pub const MAX_FIELD_CHARS: usize = 2048;
@@ -435,23 +433,7 @@ pub(crate) async fn post_turn<S: Store>(
         Opened::Replayed(r) => return Ok(r),
     };
     let req: TurnBody = parse_json(&body, "a turn")?;
-    let role = match req.role.as_str() {
-        "user" => Role::User,
-        "bot" => Role::Bot,
-        other => {
-            return Err(invalid(
-                "role",
-                &format!("role must be \"user\" or \"bot\", not {other:?}"),
-            ));
-        }
-    };
-    let chars = req.text.chars().count();
-    if req.text.trim().is_empty() || chars > MAX_TEXT_CHARS {
-        return Err(invalid(
-            "text",
-            &format!("text must hold 1 to {MAX_TEXT_CHARS} characters (got {chars})"),
-        ));
-    }
+    let role = crate::turn_role_and_text(&req.role, &req.text, "")?;
     if let Some(c) = req.bot.as_ref().and_then(|b| b.confidence)
         && !(0.0..=1.0).contains(&c)
     {

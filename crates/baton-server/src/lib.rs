@@ -384,6 +384,37 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// A turn's role (`user` or `bot`) and text (1 to [`MAX_TEXT_CHARS`] characters), checked;
+/// `prefix` names where the turn sits in the body (`"turns[2]."`).
+pub(crate) fn turn_role_and_text(
+    role: &str,
+    text: &str,
+    prefix: &str,
+) -> Result<baton_detect::Role, ApiError> {
+    let role = match role {
+        "user" => baton_detect::Role::User,
+        "bot" => baton_detect::Role::Bot,
+        other => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_field",
+                &format!("role must be \"user\" or \"bot\", not {other:?}"),
+            )
+            .field(&format!("{prefix}role")));
+        }
+    };
+    let chars = text.chars().count();
+    if text.trim().is_empty() || chars > MAX_TEXT_CHARS {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            &format!("text must hold 1 to {MAX_TEXT_CHARS} characters (got {chars})"),
+        )
+        .field(&format!("{prefix}text")));
+    }
+    Ok(role)
+}
+
 #[derive(Deserialize)]
 struct ListQuery {
     limit: Option<i64>,

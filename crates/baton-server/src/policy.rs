@@ -10,14 +10,11 @@ use baton_core::check::run_tests;
 use baton_core::decide::{BotMeta, ConversationView};
 use baton_core::policy::{Policy, Trigger};
 use baton_core::replay::{self, ScriptTurn, Transcript};
-use baton_detect::Role;
 use baton_store::Store;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::{
-    ApiError, App, Engine, MAX_TEXT_CHARS, authenticate, body_bytes, limit_of, parse_json, wire,
-};
+use crate::{ApiError, App, Engine, authenticate, body_bytes, limit_of, parse_json, wire};
 
 /// Most turns a simulated transcript may hold.
 pub const MAX_SIMULATED_TURNS: usize = 200;
@@ -251,26 +248,7 @@ pub(crate) async fn simulate<S: Store>(
     }
     let mut turns = Vec::with_capacity(req.turns.len());
     for (i, t) in req.turns.iter().enumerate() {
-        let role = match t.role.as_str() {
-            "user" => Role::User,
-            "bot" => Role::Bot,
-            other => {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_field",
-                    &format!("role must be \"user\" or \"bot\", not {other:?}"),
-                )
-                .field(&format!("turns[{i}].role")));
-            }
-        };
-        if t.text.trim().is_empty() || t.text.chars().count() > MAX_TEXT_CHARS {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_field",
-                &format!("text must hold 1 to {MAX_TEXT_CHARS} characters"),
-            )
-            .field(&format!("turns[{i}].text")));
-        }
+        let role = crate::turn_role_and_text(&t.role, &t.text, &format!("turns[{i}]."))?;
         turns.push(ScriptTurn {
             role,
             text: t.text.clone(),
