@@ -280,14 +280,28 @@ macro_rules! store_impl {
             /// others alone; if the group fails, the entries are committed one by one.
             async fn writer(pool: sqlx::Pool<$db>, mut rx: tokio::sync::mpsc::Receiver<Job>) {
                 let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-                while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-                    let outcomes = match Self::commit_batch(&pool, &batch).await {
+                // The writer keeps one connection: a SQLite connection's page cache is emptied
+                // whenever another connection wrote, so rotating through the pool made every
+                // group read its pages from the file again.
+                let mut held = None;
+                let closed = pool.close_event();
+                tokio::pin!(closed);
+                loop {
+                    let waiting = tokio::select! {
+                        n = rx.recv_many(&mut batch, MAX_BATCH) => n,
+                        // Closing the pool waits for the connection held here.
+                        _ = &mut closed => 0,
+                    };
+                    if waiting == 0 {
+                        break;
+                    }
+                    let outcomes = match Self::commit_batch(&pool, &mut held, &batch).await {
                         Ok(o) => o,
                         Err(_) if batch.len() > 1 => {
                             // Nothing of the group was stored: find the entry at fault.
                             let mut one_by_one = Vec::with_capacity(batch.len());
                             for job in batch.chunks(1) {
-                                one_by_one.push(match Self::commit_batch(&pool, job).await {
+                                one_by_one.push(match Self::commit_batch(&pool, &mut held, job).await {
                                     Ok(mut o) => o.pop().unwrap_or(Err(StoreError::Closed)),
                                     Err(e) => Err(StoreError::Database(e)),
                                 });
@@ -305,12 +319,30 @@ macro_rules! store_impl {
 
             async fn commit_batch(
                 pool: &sqlx::Pool<$db>,
+                held: &mut Option<sqlx::pool::PoolConnection<$db>>,
                 batch: &[Job],
             ) -> Result<Vec<Result<Commit, StoreError>>, sqlx::Error> {
+                let conn = match held {
+                    Some(conn) => conn,
+                    None => held.insert(pool.acquire().await?),
+                };
+                let result = Self::commit_on(conn, batch).await;
+                if result.is_err() {
+                    // Start again from a fresh connection of the pool.
+                    *held = None;
+                }
+                result
+            }
+
+            async fn commit_on(
+                conn: &mut sqlx::pool::PoolConnection<$db>,
+                batch: &[Job],
+            ) -> Result<Vec<Result<Commit, StoreError>>, sqlx::Error> {
+                use sqlx::Connection as _;
                 // An entry that conflicts, replays or is stale writes nothing, so the entries
                 // need no savepoints; any error fails the whole group, which the writer then
                 // commits entry by entry.
-                let mut tx = pool.begin().await?;
+                let mut tx = conn.begin().await?;
                 let outcomes = Self::claim_all(&mut tx, batch).await?;
                 let done: Vec<(&NewEntry, i64)> = batch
                     .iter()
