@@ -9,3 +9,4 @@ pub mod expr;
 pub mod hours;
 pub mod policy;
 pub mod replay;
+pub mod routing;

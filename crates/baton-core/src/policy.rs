@@ -16,6 +16,7 @@ use toml::Spanned;
 
 use crate::expr::{Compiler, Expr, Object, Schema, Type, line_column};
 use crate::hours::Calendar;
+use crate::routing::{self, Fallback, Routing, Strategy};
 
 /// The policy format this build reads.
 pub const VERSION: i64 = 1;
@@ -142,6 +143,10 @@ pub struct Policy {
     pub messages: BTreeMap<String, String>,
     pub tests: Vec<TestCase>,
     pub compiler: Compiler,
+    /// `[routing]`, `[[queue]]` and `[[route]]`.
+    pub routing: Arc<Routing>,
+    /// Checks and evaluates routing expressions: `rep`, `handoff` and `queue`.
+    pub routing_compiler: Compiler,
 }
 
 /// A `[[test]]` case: a transcript and the decision expected on its last turn.
@@ -196,11 +201,61 @@ struct File {
     #[serde(default)]
     segment: Vec<SegmentFile>,
     #[serde(default)]
-    queue: Vec<toml::Value>,
+    routing: Option<RoutingFile>,
     #[serde(default)]
-    route: Vec<toml::Value>,
+    queue: Vec<QueueFile>,
+    #[serde(default)]
+    route: Vec<RouteFile>,
     #[serde(default)]
     test: Vec<Spanned<TestFile>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoutingFile {
+    hours: Option<Spanned<String>>,
+    after_hours: Option<Fallback>,
+    unattended: Option<Fallback>,
+    away_after: Option<Spanned<String>>,
+    missed_offers_away: Option<u32>,
+    slot: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueueFile {
+    id: Spanned<String>,
+    members: Option<Spanned<String>>,
+    #[serde(rename = "match")]
+    matches: Option<Spanned<String>>,
+    #[serde(default = "round_robin")]
+    strategy: Strategy,
+    skill: Option<String>,
+    accept_timeout: Option<Spanned<String>>,
+    sla_accept: Option<Spanned<String>>,
+    sla_first_message: Option<Spanned<String>>,
+    sla_hours: Option<Spanned<String>>,
+}
+
+fn round_robin() -> Strategy {
+    Strategy::RoundRobin
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteFile {
+    id: Spanned<String>,
+    when: Option<Spanned<String>>,
+    targets: Vec<TargetFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TargetFile {
+    queue: Spanned<String>,
+    timeout: Option<Spanned<String>>,
+    skip_if: Option<Spanned<String>>,
+    priority: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -914,8 +969,8 @@ impl Policy {
                 line,
             });
         }
-        // Sections the routing issue will read are accepted as written for now.
-        let _ = (&raw.queue, &raw.route);
+        let routing_compiler = routing::compiler(&["rep", "handoff", "queue"], &calendars);
+        let routing = routing_of(&mut l, &calendars, raw.routing, raw.queue, raw.route);
 
         if !l.errors.is_empty() {
             return Err(PolicyErrors(l.errors));
@@ -932,8 +987,175 @@ impl Policy {
             messages: raw.messages,
             tests,
             compiler,
+            routing: Arc::new(routing),
+            routing_compiler,
         })
     }
+}
+
+/// The routing sections, checked: every expression against the names it may use, every
+/// duration, every queue a target names, the calendars.
+fn routing_of(
+    l: &mut Loader<'_>,
+    calendars: &BTreeMap<String, Calendar>,
+    file: Option<RoutingFile>,
+    queues: Vec<QueueFile>,
+    routes: Vec<RouteFile>,
+) -> Routing {
+    let calendar_names: Vec<&str> = calendars.keys().map(String::as_str).collect();
+    let members_c = routing::compiler(&["rep"], calendars);
+    let match_c = routing::compiler(&["rep", "handoff"], calendars);
+    let when_c = routing::compiler(&["handoff"], calendars);
+    let skip_c = routing::compiler(&["handoff", "queue"], calendars);
+    let mut out = Routing::default();
+    let duration = |l: &mut Loader<'_>, what: &str, d: &Spanned<String>| {
+        let v = parse_duration(d.get_ref()).filter(|v| v.as_secs() > 0);
+        if v.is_none() {
+            l.at(
+                d.span(),
+                format!(
+                    "{what} {:?} is not a positive duration such as \"30s\", \"10m\" or \"1h30m\"",
+                    d.get_ref()
+                ),
+            );
+        }
+        v
+    };
+    let calendar = |l: &mut Loader<'_>, what: &str, c: &Spanned<String>| {
+        if calendar_names.contains(&c.get_ref().as_str()) {
+            Some(c.get_ref().clone())
+        } else {
+            l.at(
+                c.span(),
+                format!(
+                    "{what}: no calendar {:?} in [hours] (known: {})",
+                    c.get_ref(),
+                    calendar_names.join(", ")
+                ),
+            );
+            None
+        }
+    };
+    if let Some(f) = file {
+        out.hours = f
+            .hours
+            .as_ref()
+            .and_then(|h| calendar(l, "[routing] hours", h));
+        out.after_hours = f.after_hours.unwrap_or(out.after_hours);
+        out.unattended = f.unattended.unwrap_or(out.unattended);
+        if let Some(d) = &f.away_after {
+            out.away_after = duration(l, "[routing] away_after", d).unwrap_or(out.away_after);
+        }
+        if let Some(d) = &f.slot {
+            out.slot = duration(l, "[routing] slot", d).unwrap_or(out.slot);
+        }
+        out.missed_offers_away = f.missed_offers_away.unwrap_or(out.missed_offers_away);
+    }
+    for q in &queues {
+        let id = q.id.get_ref().clone();
+        if out.queues.iter().any(|o| o.id == id) {
+            l.at(q.id.span(), format!("queue {id:?} is defined twice"));
+            continue;
+        }
+        if q.strategy == Strategy::BestSkill && q.skill.is_none() {
+            l.at(
+                q.id.span(),
+                format!("queue {id:?}: strategy best_skill needs `skill`"),
+            );
+        }
+        let members = q
+            .members
+            .as_ref()
+            .and_then(|m| l.expr(&members_c, &format!("queue {id:?} members"), m, &Type::Bool));
+        let matches = q
+            .matches
+            .as_ref()
+            .and_then(|m| l.expr(&match_c, &format!("queue {id:?} match"), m, &Type::Bool));
+        let accept_timeout = q
+            .accept_timeout
+            .as_ref()
+            .and_then(|d| duration(l, &format!("queue {id:?} accept_timeout"), d))
+            .unwrap_or(SignedDuration::from_secs(60));
+        out.queues.push(routing::Queue {
+            members,
+            matches,
+            strategy: q.strategy,
+            skill: q.skill.clone(),
+            accept_timeout,
+            sla_accept: q
+                .sla_accept
+                .as_ref()
+                .and_then(|d| duration(l, &format!("queue {id:?} sla_accept"), d)),
+            sla_first_message: q
+                .sla_first_message
+                .as_ref()
+                .and_then(|d| duration(l, &format!("queue {id:?} sla_first_message"), d)),
+            sla_hours: q
+                .sla_hours
+                .as_ref()
+                .and_then(|c| calendar(l, &format!("queue {id:?} sla_hours"), c)),
+            id,
+        });
+    }
+    let mut default_seen: Option<String> = None;
+    for r in &routes {
+        let id = r.id.get_ref().clone();
+        if out.routes.iter().any(|o| o.id == id) {
+            l.at(r.id.span(), format!("route {id:?} is defined twice"));
+            continue;
+        }
+        if let Some(d) = &default_seen {
+            l.at(
+                r.id.span(),
+                format!("route {id:?} can never match: route {d:?} before it has no `when` and takes every handoff"),
+            );
+        }
+        if r.targets.is_empty() {
+            l.at(r.id.span(), format!("route {id:?} has no targets"));
+        }
+        let when = r
+            .when
+            .as_ref()
+            .and_then(|w| l.expr(&when_c, &format!("route {id:?} when"), w, &Type::Bool));
+        if r.when.is_none() {
+            default_seen = Some(id.clone());
+        }
+        let mut targets = Vec::new();
+        for t in &r.targets {
+            let Some(queue) = out.queue(t.queue.get_ref()) else {
+                l.at(
+                    t.queue.span(),
+                    format!("route {id:?}: no [[queue]] {:?}", t.queue.get_ref()),
+                );
+                continue;
+            };
+            let timeout = t
+                .timeout
+                .as_ref()
+                .and_then(|d| duration(l, &format!("route {id:?} timeout"), d))
+                .unwrap_or(SignedDuration::from_mins(5));
+            let skip_if = t
+                .skip_if
+                .as_ref()
+                .and_then(|s| l.expr(&skip_c, &format!("route {id:?} skip_if"), s, &Type::Bool));
+            targets.push(routing::Target {
+                queue,
+                timeout,
+                skip_if,
+                priority: t.priority,
+            });
+        }
+        out.routes.push(routing::Route { id, when, targets });
+    }
+    if out.routes.is_empty()
+        && let Some(q) = queues.first()
+    {
+        l.at(
+            q.id.span(),
+            "queues but no [[route]]: no handoff could reach them".into(),
+        );
+    }
+    out
 }
 
 #[cfg(test)]
@@ -1072,5 +1294,65 @@ handoff = "Connecting you with {rep}."
         assert_eq!(parse_duration("10"), None);
         assert_eq!(parse_duration("m"), None);
         assert_eq!(parse_duration(""), None);
+    }
+}
+
+#[cfg(test)]
+mod routing_tests {
+    use super::*;
+
+    #[test]
+    fn routing_sections_are_checked_with_positions() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/policy.toml"
+        ))
+        .expect("default policy");
+        let p = Policy::load("policy.toml", &text).expect("the default policy loads");
+        assert_eq!(p.routing.queues.len(), 5);
+        assert_eq!(
+            p.routing.routes.last().map(|r| r.id.as_str()),
+            Some("default")
+        );
+        assert_eq!(p.routing.hours.as_deref(), Some("support"));
+
+        let bad = r#"version = 1
+[hours.sales]
+time_zone = "UTC"
+weekdays = ["09:00-17:00"]
+[[queue]]
+id = "a"
+members = "handoff.language == 'en'"
+accept_timeout = "soon"
+[[route]]
+id = "all"
+targets = [{ queue = "b" }]
+[[route]]
+id = "late"
+when = "rep.load > 1"
+targets = [{ queue = "a", skip_if = "queue.availble == 0" }]
+"#;
+        let errs = Policy::load("bad.toml", bad).expect_err("rejected").0;
+        let got: Vec<String> = errs
+            .iter()
+            .map(|e| format!("{}:{} {}", e.line, e.column, e.message))
+            .collect();
+        assert_eq!(got.len(), 6, "{got:#?}");
+        assert!(
+            got[0].starts_with("7:12 queue \"a\" members: unknown name `handoff`"),
+            "{got:#?}"
+        );
+        assert!(
+            got.iter()
+                .any(|g| g.starts_with("11:22 route \"all\": no [[queue]] \"b\""))
+        );
+        assert!(
+            got.iter()
+                .any(|g| g.contains("route \"late\" can never match"))
+        );
+        assert!(
+            got.iter()
+                .any(|g| g.contains("`queue` has no field `availble`"))
+        );
     }
 }
