@@ -1303,12 +1303,8 @@ mod routing_tests {
 
     #[test]
     fn routing_sections_are_checked_with_positions() {
-        let text = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../examples/policy.toml"
-        ))
-        .expect("default policy");
-        let p = Policy::load("policy.toml", &text).expect("the default policy loads");
+        let text = include_str!("../../../examples/policy.toml");
+        let p = Policy::load("policy.toml", text).expect("the default policy loads");
         assert_eq!(p.routing.queues.len(), 5);
         assert_eq!(
             p.routing.routes.last().map(|r| r.id.as_str()),

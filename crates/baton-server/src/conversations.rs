@@ -514,6 +514,10 @@ pub(crate) async fn post_turn<S: Store>(
             Wrote::Moved(_) if req.epoch.is_none() && role == Role::User => continue,
             Wrote::Moved(e) => return Err(e),
             Wrote::Done { seq, response } => {
+                route_after_commit(&app, &id, handoff_id.as_deref(), &decision, &view);
+                if role == Role::User && view.state.human_side() {
+                    crate::routing::visitor_message(&app, &id, &req.text).await;
+                }
                 let view = match view {
                     std::borrow::Cow::Owned(v) => Some(v),
                     std::borrow::Cow::Borrowed(_) => None,
@@ -538,6 +542,35 @@ pub(crate) async fn post_turn<S: Store>(
         }
     }
     Err(busy())
+}
+
+/// A committed decision that created a live handoff: route it (in the background; the visitor's
+/// stream and the rep's hear of the offer).
+fn route_after_commit<S: Store>(
+    app: &App<S>,
+    id: &str,
+    handoff_id: Option<&str>,
+    decision: &Decision,
+    view: &ConversationView,
+) {
+    let Some(h) = handoff_id else {
+        return;
+    };
+    if decision.state != baton_core::decide::State::Queued {
+        return;
+    }
+    let facts = crate::routing::facts_of(h, decision, view);
+    let (app, id, h, epoch) = (
+        app.clone(),
+        id.to_string(),
+        h.to_string(),
+        decision.epoch as i64,
+    );
+    tokio::spawn(async move {
+        if let Err(e) = app.handoff_created(&h, &id, epoch, facts).await {
+            tracing::warn!(handoff = %h, "routing failed: {e:?}");
+        }
+    });
 }
 
 fn conflict(e: DecideError) -> ApiError {

@@ -12,6 +12,7 @@ mod error;
 mod metrics;
 pub mod openapi;
 mod policy;
+mod routing;
 pub mod wire;
 
 use std::future::Future;
@@ -22,7 +23,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use baton_core::policy::Policy;
 use baton_detect::Detector;
 use baton_store::Store;
@@ -112,7 +113,9 @@ pub struct App<S> {
     /// never the truth; every commit is checked against the store.
     conversations: Arc<ConversationCache>,
     /// Key hash → (role, when checked).
-    keys: Arc<quick_cache::sync::Cache<String, (String, std::time::Instant)>>,
+    keys: Arc<quick_cache::sync::Cache<String, (String, String, std::time::Instant)>>,
+    /// Reps, offers and timers (SPEC §6).
+    pub(crate) router: Arc<routing::Router>,
     /// Writes to one conversation on this node take turns (striped by id), so they queue
     /// instead of racing each other's compare-and-set; other nodes are still caught by it.
     write_locks: Arc<Vec<tokio::sync::Mutex<()>>>,
@@ -129,6 +132,7 @@ impl<S> Clone for App<S> {
             metrics: self.metrics.clone(),
             conversations: self.conversations.clone(),
             keys: self.keys.clone(),
+            router: self.router.clone(),
             write_locks: self.write_locks.clone(),
         }
     }
@@ -151,6 +155,7 @@ impl<S: Store> App<S> {
                 TurnWeight,
             )),
             keys: Arc::new(quick_cache::sync::Cache::new(1024)),
+            router: Arc::new(routing::Router::new()),
             write_locks: Arc::new(
                 (0..WRITE_LOCK_STRIPES)
                     .map(|_| tokio::sync::Mutex::new(()))
@@ -213,6 +218,28 @@ pub fn router<S: Store>(app: App<S>) -> Router {
         )
         .route("/v1/handoffs", get(list_handoffs::<S>))
         .route("/v1/handoffs/{id}", get(get_handoff::<S>))
+        .route("/v1/handoffs/{id}/routing", get(routing::get_routing::<S>))
+        .route("/v1/handoffs/{id}/slots", get(routing::get_slots::<S>))
+        .route(
+            "/v1/handoffs/{id}/meeting",
+            post(routing::post_meeting::<S>),
+        )
+        .route("/v1/handoffs/{id}/{action}", post(routing::act::<S>))
+        .route("/v1/reps", get(routing::list_reps::<S>))
+        .route(
+            "/v1/reps/{id}",
+            get(routing::get_rep::<S>).put(routing::put_rep::<S>),
+        )
+        .route("/v1/reps/{id}/presence", put(routing::put_presence::<S>))
+        .route("/v1/reps/{id}/stream", get(routing::rep_stream::<S>))
+        .route(
+            "/v1/conversations/{id}/stream",
+            get(routing::conversation_stream::<S>),
+        )
+        .route(
+            "/v1/conversations/{id}/messages",
+            post(routing::post_message::<S>),
+        )
         .route(
             "/v1/policy",
             get(policy::get_policy::<S>).put(policy::put_policy::<S>),
@@ -234,9 +261,12 @@ pub async fn run<S: Store>(
     app: App<S>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(app))
+    let timers = routing::spawn_timers(app.clone());
+    let served = axum::serve(listener, router(app))
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    timers.abort();
+    served
 }
 
 /// The hex SHA-256 of an API key: what the store keeps.
@@ -262,9 +292,26 @@ async fn not_found() -> ApiError {
 /// Who is calling: the name and role of their API key.
 pub(crate) struct Caller {
     pub role: String,
+    /// The key's name: for a `rep` key, the rep's id.
+    pub name: String,
 }
 
 impl Caller {
+    /// Acting for a rep needs an admin key or that rep's own key.
+    pub(crate) fn require_rep(&self, rep: &str) -> Result<(), ApiError> {
+        if self.role == "admin" || (self.role == "rep" && self.name == rep) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                &format!(
+                    "this needs an admin key or rep {rep:?}'s own key (`baton keys create --role rep --name {rep}`)"
+                ),
+            ))
+        }
+    }
+
     /// Changing configuration needs an admin key.
     pub(crate) fn require_admin(&self) -> Result<(), ApiError> {
         if self.role == "admin" {
@@ -303,16 +350,18 @@ pub(crate) async fn authenticate<S: Store>(
             )
         })?;
     let hash = key_hash(key);
-    if let Some((role, at)) = app.keys.get(&hash)
+    if let Some((role, name, at)) = app.keys.get(&hash)
         && at.elapsed().as_secs() < KEY_CACHE_SECONDS
     {
-        return Ok(Caller { role });
+        return Ok(Caller { role, name });
     }
     match app.store.find_key(&hash).await? {
-        Some((_, role)) => {
-            app.keys
-                .insert(hash, (role.clone(), std::time::Instant::now()));
-            Ok(Caller { role })
+        Some((name, role)) => {
+            app.keys.insert(
+                hash,
+                (role.clone(), name.clone(), std::time::Instant::now()),
+            );
+            Ok(Caller { role, name })
         }
         None => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,

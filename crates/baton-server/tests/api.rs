@@ -45,7 +45,7 @@ impl TestApp {
     /// A second node over a database the first one set up (keys included), caching nothing:
     /// every write reads the conversation back.
     async fn spawn_without_keys<S: Store>(store: S) -> TestApp {
-        Self::serve_with(store, 0).await
+        Self::serve_with(store, 0, POLICY).await
     }
 
     /// Stops a second node; the first one's `finish` drops the database.
@@ -54,6 +54,23 @@ impl TestApp {
     }
 
     async fn spawn<S: Store>(store: S) -> TestApp {
+        Self::spawn_policy(store, POLICY).await
+    }
+
+    /// A node with the test keys (bot, admin, and rep keys `rep:ID` for reps ana, ben, dee
+    /// and oc) and this policy.
+    async fn spawn_policy<S: Store>(store: S, policy: &str) -> TestApp {
+        for rep in ["ana", "ben", "dee", "oc"] {
+            store
+                .create_key(
+                    &key_hash(&format!("rep:{rep}")),
+                    rep,
+                    "rep",
+                    "2026-11-23T15:00:00Z",
+                )
+                .await
+                .expect("rep key");
+        }
         store
             .create_key(&key_hash(KEY), "test bot", "bot", "2026-11-23T15:00:00Z")
             .await
@@ -67,17 +84,13 @@ impl TestApp {
             )
             .await
             .expect("admin key");
-        Self::serve(store).await
+        Self::serve_with(store, baton_server::DEFAULT_CACHED_TURNS, policy).await
     }
 
-    async fn serve<S: Store>(store: S) -> TestApp {
-        Self::serve_with(store, baton_server::DEFAULT_CACHED_TURNS).await
-    }
-
-    async fn serve_with<S: Store>(store: S, cached_turns: u64) -> TestApp {
+    async fn serve_with<S: Store>(store: S, cached_turns: u64, policy: &str) -> TestApp {
         let app = App::with_cache(
             store,
-            Engine::load("test.toml", POLICY).expect("valid policy"),
+            Engine::load("test.toml", policy).expect("valid policy"),
             cached_turns,
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -188,11 +201,15 @@ fn temp_dir() -> std::path::PathBuf {
 }
 
 async fn apps(test: &str) -> Vec<TestApp> {
+    apps_with(test, POLICY).await
+}
+
+async fn apps_with(test: &str, policy: &str) -> Vec<TestApp> {
     let sqlite = SqliteStore::open(&temp_dir().join("baton.db"))
         .await
         .expect("sqlite");
     sqlite.migrate().await.expect("migrate");
-    let mut out = vec![TestApp::spawn(sqlite).await];
+    let mut out = vec![TestApp::spawn_policy(sqlite, policy).await];
     match std::env::var("BATON_TEST_DATABASE_URL") {
         Ok(url) => {
             let nanos = std::time::SystemTime::now()
@@ -210,7 +227,7 @@ async fn apps(test: &str) -> Vec<TestApp> {
                 .await
                 .expect("connect");
             pg.migrate().await.expect("migrate");
-            let mut app = TestApp::spawn(pg).await;
+            let mut app = TestApp::spawn_policy(pg, policy).await;
             app.pg = Some((admin, name));
             out.push(app);
         }
@@ -1101,4 +1118,498 @@ async fn policy_and_event_requests_are_checked_and_retried_safely() {
         );
         app.finish().await;
     }
+}
+
+// ---- routing (SPEC §6): reps, offers, timeouts, capacity, draining, streams
+
+/// Live handoffs at any hour; offers time out after one second, the first target after three.
+const ROUTING_POLICY: &str = r#"
+version = 1
+[[trigger]]
+id = "explicit_request"
+when = "signals.human_request"
+reason = "visitor_asked_for_human"
+priority = 900
+action = "handoff"
+[routing]
+away_after = "1h"
+missed_offers_away = 5
+unattended = "follow_up"
+[[queue]]
+id = "sales"
+members = "rep.skills.exists(s, s == 'sales')"
+match = "handoff.language in rep.languages"
+strategy = "round_robin"
+accept_timeout = "1s"
+[[queue]]
+id = "backup"
+members = "rep.on_call"
+strategy = "least_busy"
+accept_timeout = "30s"
+[[route]]
+id = "everyone"
+targets = [{ queue = "sales", timeout = "3s" }, { queue = "backup", timeout = "60s" }]
+"#;
+
+fn rep_key(rep: &str) -> String {
+    format!("rep:{rep}")
+}
+
+impl TestApp {
+    async fn put_rep(&self, id: &str, attrs: Value) {
+        let (s, b) = self
+            .call("PUT", &format!("/v1/reps/{id}"), Some(ADMIN_KEY), attrs)
+            .await;
+        assert_eq!(s, 200, "{b}");
+    }
+
+    async fn presence(&self, id: &str, presence: &str) {
+        let (s, b) = self
+            .call(
+                "PUT",
+                &format!("/v1/reps/{id}/presence"),
+                Some(&rep_key(id)),
+                json!({ "presence": presence }),
+            )
+            .await;
+        assert_eq!(s, 200, "{b}");
+    }
+
+    /// Asks for a person in a new conversation; the handoff's id.
+    async fn ask_for_human(&self, conversation: &str) -> String {
+        let (s, d) = self
+            .turn(
+                conversation,
+                json!({"role": "user", "text": "I want to talk to a real person please"}),
+                None,
+            )
+            .await;
+        assert_eq!((s, d["action"].as_str()), (200, Some("handoff")), "{d}");
+        d["handoff_id"].as_str().expect("handoff id").to_string()
+    }
+
+    /// The handoff's routing record and offers, once `ready` holds (or after 10 s).
+    async fn routing_when(&self, handoff: &str, ready: impl Fn(&Value) -> bool) -> Value {
+        let mut last = Value::Null;
+        for _ in 0..200 {
+            let (s, r) = self.get(&format!("/v1/handoffs/{handoff}/routing")).await;
+            assert_eq!(s, 200, "{r}");
+            // The record and the offers are read one after the other: wait for a pair that
+            // agrees (the record names the pending offer, if there is one).
+            let pending_id = r["offers"]
+                .as_array()
+                .and_then(|a| a.iter().find(|o| o["state"] == "pending"))
+                .map(|o| o["id"].clone())
+                .unwrap_or(Value::Null);
+            let agree = r["routing"]["offer"] == pending_id;
+            if agree && ready(&r) {
+                return r;
+            }
+            last = r;
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("routing of {handoff} never got there: {last:#}");
+    }
+
+    async fn act(&self, handoff: &str, action: &str, rep: &str, body: Value) -> (u16, Value) {
+        self.call(
+            "POST",
+            &format!("/v1/handoffs/{handoff}/{action}"),
+            Some(&rep_key(rep)),
+            body,
+        )
+        .await
+    }
+}
+
+/// The rep of the pending offer, if any.
+fn pending(r: &Value) -> Option<String> {
+    r["offers"]
+        .as_array()?
+        .iter()
+        .find(|o| o["state"] == "pending")
+        .and_then(|o| o["rep"].as_str())
+        .map(str::to_string)
+}
+
+fn offer_states(r: &Value) -> Vec<(String, String)> {
+    r["offers"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|o| {
+                    (
+                        o["rep"].as_str().unwrap_or("").to_string(),
+                        o["state"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn team(app: &TestApp) {
+    let sales = |langs: &[&str], capacity: u32| json!({"name": "x", "skills": {"sales": 5}, "languages": langs, "capacity": capacity});
+    app.put_rep("ana", sales(&["en"], 1)).await;
+    app.put_rep("ben", sales(&["en"], 1)).await;
+    app.put_rep("dee", sales(&["de"], 2)).await;
+    app.put_rep(
+        "oc",
+        json!({"name": "On Call", "on_call": true, "capacity": 3}),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_handoff_is_offered_declined_timed_out_escalated_and_accepted() {
+    for app in apps_with("offers", ROUTING_POLICY).await {
+        team(&app).await;
+        app.presence("ana", "available").await;
+        app.presence("ben", "available").await;
+        app.presence("dee", "available").await;
+        let h = app.ask_for_human("r1").await;
+
+        // Round robin, ties by id: ana first. dee is never offered it (German only).
+        let r = app.routing_when(&h, |r| pending(r).is_some()).await;
+        assert_eq!(pending(&r).as_deref(), Some("ana"), "{r:#}");
+        let offered = r["routing"]["trace"]
+            .as_array()
+            .and_then(|t| t.iter().find(|s| s["step"] == "offered"))
+            .cloned()
+            .unwrap_or_else(|| panic!("no offered step: {r:#}"));
+        let reason = |rep: &str| {
+            offered["considered"]
+                .as_array()
+                .and_then(|c| c.iter().find(|x| x["rep"] == rep))
+                .map(|x| x["reason"].as_str().unwrap_or("").to_string())
+        };
+        assert_eq!(reason("ana").as_deref(), Some("chosen"));
+        assert!(reason("oc").is_none(), "oc is not a member of sales");
+
+        // ben may not act on ana's offer; ana declines; ben is offered it.
+        let (s, _) = app.act(&h, "accept", "ben", json!({})).await;
+        assert_eq!(s, 409);
+        let (s, b) = app.act(&h, "decline", "ana", json!({})).await;
+        assert_eq!(s, 200, "{b}");
+        let r = app
+            .routing_when(&h, |r| pending(r).as_deref() == Some("ben"))
+            .await;
+        assert_eq!(
+            offer_states(&r),
+            [
+                ("ana".into(), "declined".into()),
+                ("ben".into(), "pending".into())
+            ]
+        );
+
+        // ben lets it time out (1 s); nobody else in sales speaks English, so it waits until
+        // the first target's 3 s run out, then the backup queue takes it: oc is offline.
+        let r = app
+            .routing_when(&h, |r| {
+                r["routing"]["trace"]
+                    .as_array()
+                    .is_some_and(|t| t.iter().any(|s| s["step"] == "target_timeout"))
+            })
+            .await;
+        assert_eq!(offer_states(&r)[1], ("ben".into(), "timed_out".into()));
+        assert_eq!(pending(&r), None);
+
+        // oc comes online: the waiting handoff is offered at once, and accepted.
+        app.presence("oc", "available").await;
+        let r = app
+            .routing_when(&h, |r| pending(r).as_deref() == Some("oc"))
+            .await;
+        assert_eq!(r["routing"]["target"], 1);
+        let (s, b) = app.act(&h, "accept", "oc", json!({})).await;
+        assert_eq!((s, b["state"].as_str()), (200, Some("human")), "{b}");
+        let (s, c) = app.get("/v1/conversations/r1").await;
+        assert_eq!((s, c["state"].as_str()), (200, Some("human")), "{c}");
+        let epoch = c["epoch"].as_u64().expect("epoch");
+
+        // The bot, one epoch behind, is refused; the visitor's turn is held for the rep.
+        let (s, _) = app
+            .turn(
+                "r1",
+                json!({"role": "bot", "text": "Anything else?", "epoch": epoch - 1}),
+                None,
+            )
+            .await;
+        assert_eq!(s, 409);
+        let (s, d) = app
+            .turn(
+                "r1",
+                json!({"role": "user", "text": "hello? are you there"}),
+                None,
+            )
+            .await;
+        assert_eq!((s, d["action"].as_str()), (200, Some("hold")), "{d}");
+
+        // Only the holder may write to the visitor or resolve; a verdict must be known.
+        let (s, _) = app
+            .call(
+                "POST",
+                "/v1/conversations/r1/messages",
+                Some(&rep_key("ana")),
+                json!({"text": "hi"}),
+            )
+            .await;
+        assert_eq!(s, 409);
+        let (s, b) = app
+            .call(
+                "POST",
+                "/v1/conversations/r1/messages",
+                Some(&rep_key("oc")),
+                json!({"text": "Hi, I'm here."}),
+            )
+            .await;
+        assert_eq!(s, 202, "{b}");
+        let (s, _) = app
+            .act(
+                &h,
+                "resolve",
+                "oc",
+                json!({"outcome": "answered", "verdict": "maybe"}),
+            )
+            .await;
+        assert_eq!(s, 422);
+        let (s, b) = app
+            .act(
+                &h,
+                "resolve",
+                "oc",
+                json!({"outcome": "answered", "converted": false, "verdict": "right"}),
+            )
+            .await;
+        assert_eq!((s, b["state"].as_str()), (200, Some("resolved")), "{b}");
+        let (_, c) = app.get("/v1/conversations/r1").await;
+        assert_eq!(c["state"], "resolved");
+
+        // The visitor's stream, read from the start, saw every step in order.
+        let events = read_stream(&app, "/v1/conversations/r1/stream", None, ("message", 1)).await;
+        let kinds: Vec<&str> = events.iter().map(|(_, k, _)| k.as_str()).collect();
+        assert!(kinds.contains(&"rep_joined"), "{kinds:?}");
+        let joined = kinds
+            .iter()
+            .position(|k| *k == "rep_joined")
+            .expect("joined");
+        let message = kinds.iter().position(|k| *k == "message").expect("message");
+        assert!(joined < message, "{kinds:?}");
+        // Reconnecting after the rep joined replays only what came after.
+        let after = events[joined].0;
+        let again = read_stream(
+            &app,
+            "/v1/conversations/r1/stream",
+            Some(after),
+            ("message", 1),
+        )
+        .await;
+        assert!(again.iter().all(|(seq, _, _)| *seq > after));
+        assert!(
+            again
+                .iter()
+                .any(|(_, k, d)| k == "message" && d.contains("I'm here")),
+            "{again:?}"
+        );
+        app.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn capacity_holds_and_a_rep_coming_online_drains_the_queue_oldest_first() {
+    for app in apps_with("drain", ROUTING_POLICY).await {
+        team(&app).await;
+        app.put_rep(
+            "ana",
+            json!({"name": "Ana", "skills": {"sales": 5}, "languages": ["en"], "capacity": 2}),
+        )
+        .await;
+        // Nobody is online: three handoffs wait, in this order.
+        let mut hs = Vec::new();
+        for c in ["d1", "d2", "d3"] {
+            hs.push(app.ask_for_human(c).await);
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        for h in &hs {
+            app.routing_when(h, |r| {
+                r["routing"]["trace"]
+                    .as_array()
+                    .is_some_and(|t| t.iter().any(|s| s["step"] == "waiting"))
+            })
+            .await;
+        }
+        // ana (capacity 2) comes online: the two oldest are offered to her, the third waits.
+        app.presence("ana", "available").await;
+        let r0 = app.routing_when(&hs[0], |r| pending(r).is_some()).await;
+        let r1 = app.routing_when(&hs[1], |r| pending(r).is_some()).await;
+        assert_eq!(pending(&r0).as_deref(), Some("ana"));
+        assert_eq!(pending(&r1).as_deref(), Some("ana"));
+        let (_, r2) = app.get(&format!("/v1/handoffs/{}/routing", hs[2])).await;
+        assert_eq!(pending(&r2), None, "capacity 2 is never exceeded: {r2:#}");
+        let (_, rep) = app
+            .call("GET", "/v1/reps/ana", Some(&rep_key("ana")), Value::Null)
+            .await;
+        assert_eq!(rep["load"], 2, "{rep}");
+        // Her stream got the offers oldest first.
+        let events = read_stream(&app, "/v1/reps/ana/stream", None, ("offer", 2)).await;
+        let offered: Vec<String> = events
+            .iter()
+            .filter(|(_, k, _)| k == "offer")
+            .filter_map(|(_, _, d)| serde_json::from_str::<Value>(d).ok())
+            .filter_map(|v| v["handoff_id"].as_str().map(str::to_string))
+            .collect();
+        assert_eq!(offered, hs[..2]);
+        // Another rep may not read her stream.
+        let (s, _) = app
+            .call(
+                "GET",
+                "/v1/reps/ana/stream",
+                Some(&rep_key("ben")),
+                Value::Null,
+            )
+            .await;
+        assert_eq!(s, 403);
+        // She accepts one and resolves it: her place goes to the third at once.
+        let (s, _) = app.act(&hs[0], "accept", "ana", json!({})).await;
+        assert_eq!(s, 200);
+        let (s, _) = app
+            .act(&hs[0], "resolve", "ana", json!({"outcome": "answered"}))
+            .await;
+        assert_eq!(s, 200);
+        let r2 = app.routing_when(&hs[2], |r| pending(r).is_some()).await;
+        assert_eq!(pending(&r2).as_deref(), Some("ana"));
+        app.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn rep_and_handoff_requests_are_checked() {
+    for app in apps_with("repchecks", ROUTING_POLICY).await {
+        // Only admins define reps; attributes are checked.
+        let (s, _) = app
+            .call(
+                "PUT",
+                "/v1/reps/ana",
+                Some(&rep_key("ana")),
+                json!({"capacity": 1}),
+            )
+            .await;
+        assert_eq!(s, 403);
+        let (s, b) = app
+            .call(
+                "PUT",
+                "/v1/reps/ana",
+                Some(ADMIN_KEY),
+                json!({"capacity": 0}),
+            )
+            .await;
+        assert_eq!(
+            (s, b["error"]["code"].as_str()),
+            (422, Some("invalid_rep")),
+            "{b}"
+        );
+        let (s, _) = app
+            .call(
+                "PUT",
+                "/v1/reps/ana",
+                Some(ADMIN_KEY),
+                json!({"skillz": {}}),
+            )
+            .await;
+        assert_eq!(s, 400, "an unknown field is refused");
+        let (s, _) = app
+            .call("GET", "/v1/reps/ana", Some(ADMIN_KEY), Value::Null)
+            .await;
+        assert_eq!(s, 404, "nothing was stored");
+        let (s, _) = app
+            .call(
+                "PUT",
+                "/v1/reps/nobody/presence",
+                Some(ADMIN_KEY),
+                json!({"presence": "available"}),
+            )
+            .await;
+        assert_eq!(s, 404);
+        app.put_rep("ana", json!({"skills": {"sales": 3}, "languages": ["en"]}))
+            .await;
+        let (s, b) = app
+            .call(
+                "PUT",
+                "/v1/reps/ana/presence",
+                Some(&rep_key("ana")),
+                json!({"presence": "asleep"}),
+            )
+            .await;
+        assert_eq!(
+            (s, b["error"]["field"].as_str()),
+            (422, Some("presence")),
+            "{b}"
+        );
+        let (s, _) = app
+            .call(
+                "POST",
+                "/v1/handoffs/nope/accept",
+                Some(&rep_key("ana")),
+                json!({}),
+            )
+            .await;
+        assert_eq!(s, 404);
+        let (s, _) = app
+            .call(
+                "POST",
+                "/v1/conversations/zz/messages",
+                Some(&rep_key("ana")),
+                json!({"text": "hi"}),
+            )
+            .await;
+        assert_eq!(s, 409);
+        app.finish().await;
+    }
+}
+
+/// Reads a server-sent event stream until `want` events of kind `kind` came (or 5 s passed):
+/// `(id, event, data)` of every event read.
+async fn read_stream(
+    app: &TestApp,
+    path: &str,
+    after: Option<i64>,
+    (kind, want): (&str, usize),
+) -> Vec<(i64, String, String)> {
+    let key = if path.starts_with("/v1/reps/") {
+        rep_key(path.split('/').nth(3).unwrap_or_default())
+    } else {
+        KEY.to_string()
+    };
+    let mut req = app.http.get(format!("{}{path}", app.base)).bearer_auth(key);
+    if let Some(a) = after {
+        req = req.header("Last-Event-ID", a.to_string());
+    }
+    let mut res = req.send().await.expect("stream");
+    assert_eq!(res.status().as_u16(), 200);
+    let mut text = String::new();
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while events.iter().filter(|(_, k, _)| k == kind).count() < want {
+        let chunk = tokio::time::timeout_at(deadline, res.chunk()).await;
+        let Ok(Ok(Some(bytes))) = chunk else {
+            break;
+        };
+        text.push_str(&String::from_utf8_lossy(&bytes));
+        while let Some(end) = text.find("\n\n") {
+            let block: String = text.drain(..end + 2).collect();
+            let (mut id, mut ev, mut data) = (0, String::new(), String::new());
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id:") {
+                    id = v.trim().parse().unwrap_or(0);
+                } else if let Some(v) = line.strip_prefix("event:") {
+                    ev = v.trim().to_string();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.trim());
+                }
+            }
+            if !ev.is_empty() {
+                events.push((id, ev, data));
+            }
+        }
+    }
+    events
 }

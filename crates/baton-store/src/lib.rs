@@ -193,6 +193,101 @@ pub enum Commit {
     },
 }
 
+/// A rep: attributes as JSON, presence, when it was last heard from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepRow {
+    pub id: String,
+    pub attrs: String,
+    pub presence: String,
+    pub heartbeat_ms: i64,
+    /// Offers in a row the rep let time out.
+    pub missed: i64,
+    pub updated_at: String,
+}
+
+/// An offer of a handoff to a rep.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferRow {
+    pub id: String,
+    pub handoff_id: String,
+    pub rep_id: String,
+    pub queue: String,
+    /// pending, accepted, declined, timed_out, cancelled.
+    pub state: String,
+    pub offered_ms: i64,
+    pub answered_ms: Option<i64>,
+}
+
+/// A durable timer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimerRow {
+    pub id: String,
+    pub kind: String,
+    /// What it is about (a handoff id, an offer id, a rep id).
+    pub subject: String,
+    pub due_ms: i64,
+}
+
+/// An event of a live stream (`conversation:ID` or `rep:ID`), numbered for `Last-Event-ID`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamEventRow {
+    pub seq: i64,
+    pub stream: String,
+    pub kind: String,
+    pub data: String,
+    pub at: String,
+}
+
+/// A booked meeting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeetingRow {
+    pub id: String,
+    pub handoff_id: String,
+    pub rep_id: String,
+    pub starts_ms: i64,
+    pub ends_ms: i64,
+    pub created_at: String,
+}
+
+/// A conversation's owner changes: a compare-and-set on its epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateChange {
+    pub conversation_id: String,
+    pub expected_epoch: i64,
+    pub state: String,
+    pub epoch: i64,
+}
+
+/// One step of the router, stored all or nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoutingChange {
+    /// RFC 3339, for `updated_at` and the events.
+    pub at: String,
+    pub conversation: Option<StateChange>,
+    /// `(handoff id, state, routing JSON)`.
+    pub handoff: Option<(String, String, String)>,
+    /// Inserted, or (same id) updated in state and answer time.
+    pub offers: Vec<OfferRow>,
+    /// `(rep id, presence, missed offers in a row)`.
+    pub reps: Vec<(String, String, i64)>,
+    pub timers: Vec<TimerRow>,
+    /// Timers to drop: every unfired one about these subjects.
+    pub cancel_timers: Vec<String>,
+    /// `(stream, kind, data JSON)`.
+    pub events: Vec<(String, String, String)>,
+    pub meetings: Vec<MeetingRow>,
+}
+
+/// How a [`RoutingChange`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// Stored; the sequence numbers of its stream events, in order.
+    Done { events: Vec<i64> },
+    /// The conversation's epoch had moved, or the offer's handoff already has a pending offer:
+    /// nothing was stored.
+    Conflict,
+}
+
 /// How much of a conversation to load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Detail {
@@ -260,6 +355,72 @@ pub trait Store: Send + Sync + 'static {
         &self,
         key_hash: &str,
     ) -> impl Future<Output = Result<Option<(String, String)>, StoreError>> + Send;
+
+    /// Creates a rep (presence offline) or replaces its attributes.
+    fn put_rep(
+        &self,
+        id: &str,
+        attrs: &str,
+        now_ms: i64,
+        at: &str,
+    ) -> impl Future<Output = Result<RepRow, StoreError>> + Send;
+    fn reps(&self) -> impl Future<Output = Result<Vec<RepRow>, StoreError>> + Send;
+    /// Sets a rep's presence and heartbeat (and clears its missed offers); false if no such rep.
+    fn set_presence(
+        &self,
+        id: &str,
+        presence: &str,
+        now_ms: i64,
+        at: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Handoffs not yet settled (queued, offered, human) with their routing JSON, oldest first.
+    fn open_handoffs(
+        &self,
+    ) -> impl Future<Output = Result<Vec<(HandoffRow, String)>, StoreError>> + Send;
+    /// The routing JSON of one handoff.
+    fn handoff_routing(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+    /// Offers of a handoff (all states), oldest first; or, with `None`, every pending offer.
+    fn offers(
+        &self,
+        handoff_id: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<OfferRow>, StoreError>> + Send;
+    /// Applies one router step, all or nothing.
+    fn apply(
+        &self,
+        change: &RoutingChange,
+    ) -> impl Future<Output = Result<Applied, StoreError>> + Send;
+    /// Leases up to `limit` timers due at `now_ms` that nobody holds (or whose lease ran out)
+    /// until `lease_until_ms`. On PostgreSQL, nodes claiming at once skip each other's rows.
+    fn claim_timers(
+        &self,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<TimerRow>, StoreError>> + Send;
+    /// Marks a timer fired; true only for the one caller that did (a timer fires once).
+    fn finish_timer(
+        &self,
+        id: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// When the next unfired timer is due.
+    fn next_timer(&self) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
+    /// A stream's events after `after`, oldest first.
+    fn stream_events(
+        &self,
+        stream: &str,
+        after: i64,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<StreamEventRow>, StoreError>> + Send;
+    /// A rep's meetings ending after `from_ms`.
+    fn meetings(
+        &self,
+        rep_id: &str,
+        from_ms: i64,
+    ) -> impl Future<Output = Result<Vec<MeetingRow>, StoreError>> + Send;
 }
 
 /// Most entries committed in one transaction.
@@ -272,7 +433,7 @@ type Job = (
 );
 
 macro_rules! store_impl {
-    ($name:ident, $db:ty, $migrations:literal) => {
+    ($name:ident, $db:ty, $migrations:literal, $begin_write:literal, $claim_timers:literal) => {
         impl $name {
             /// The one writer: commits whatever entries are waiting in one transaction (group
             /// commit: one sync to disk for the lot), and answers each only once the
@@ -759,6 +920,250 @@ macro_rules! store_impl {
                     .fetch_optional(&self.pool)
                     .await?)
             }
+
+            async fn put_rep(&self, id: &str, attrs: &str, now_ms: i64, at: &str) -> Result<RepRow, StoreError> {
+                let r = sqlx::query_as::<_, (String, String, String, i64, i64, String)>(
+                    "INSERT INTO reps (id, attrs, presence, heartbeat_ms, missed, updated_at) VALUES ($1, $2, 'offline', $3, 0, $4) \
+                     ON CONFLICT (id) DO UPDATE SET attrs = excluded.attrs, updated_at = excluded.updated_at \
+                     RETURNING id, attrs, presence, heartbeat_ms, missed, updated_at",
+                )
+                .bind(id)
+                .bind(attrs)
+                .bind(now_ms)
+                .bind(at)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(rep_row(r))
+            }
+
+            async fn reps(&self) -> Result<Vec<RepRow>, StoreError> {
+                Ok(sqlx::query_as::<_, (String, String, String, i64, i64, String)>(
+                    "SELECT id, attrs, presence, heartbeat_ms, missed, updated_at FROM reps ORDER BY id",
+                )
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .map(rep_row)
+                .collect())
+            }
+
+            async fn set_presence(&self, id: &str, presence: &str, now_ms: i64, at: &str) -> Result<bool, StoreError> {
+                let done = sqlx::query("UPDATE reps SET presence = $1, heartbeat_ms = $2, missed = 0, updated_at = $3 WHERE id = $4")
+                    .bind(presence)
+                    .bind(now_ms)
+                    .bind(at)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn open_handoffs(&self) -> Result<Vec<(HandoffRow, String)>, StoreError> {
+                Ok(sqlx::query_as::<_, (String, String, i64, Option<String>, Option<String>, Option<i64>, String, String, String, String)>(
+                    "SELECT id, conversation_id, seq, trigger_id, reason, priority, state, brief, created_at, routing FROM handoffs \
+                     WHERE state IN ('queued', 'offered', 'human') ORDER BY created_at, id",
+                )
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .map(|r| {
+                    let routing = r.9.clone();
+                    (handoff_row((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8)), routing)
+                })
+                .collect())
+            }
+
+            async fn handoff_routing(&self, id: &str) -> Result<Option<String>, StoreError> {
+                Ok(sqlx::query_as::<_, (String,)>("SELECT routing FROM handoffs WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .map(|r| r.0))
+            }
+
+            async fn offers(&self, handoff_id: Option<&str>) -> Result<Vec<OfferRow>, StoreError> {
+                let q = match handoff_id {
+                    Some(h) => sqlx::query_as::<_, (String, String, String, String, String, i64, Option<i64>)>(
+                        "SELECT id, handoff_id, rep_id, queue, state, offered_ms, answered_ms FROM offers WHERE handoff_id = $1 ORDER BY offered_ms, id",
+                    )
+                    .bind(h.to_string()),
+                    None => sqlx::query_as::<_, (String, String, String, String, String, i64, Option<i64>)>(
+                        "SELECT id, handoff_id, rep_id, queue, state, offered_ms, answered_ms FROM offers WHERE state = 'pending' ORDER BY offered_ms, id",
+                    ),
+                };
+                Ok(q.fetch_all(&self.pool)
+                    .await?
+                    .into_iter()
+                    .map(|r| OfferRow {
+                        id: r.0,
+                        handoff_id: r.1,
+                        rep_id: r.2,
+                        queue: r.3,
+                        state: r.4,
+                        offered_ms: r.5,
+                        answered_ms: r.6,
+                    })
+                    .collect())
+            }
+
+            async fn apply(&self, c: &RoutingChange) -> Result<Applied, StoreError> {
+                let mut tx = self.pool.begin_with($begin_write).await?;
+                if let Some(s) = &c.conversation {
+                    let done = sqlx::query("UPDATE conversations SET state = $1, epoch = $2, updated_at = $3 WHERE id = $4 AND epoch = $5")
+                        .bind(&s.state)
+                        .bind(s.epoch)
+                        .bind(&c.at)
+                        .bind(&s.conversation_id)
+                        .bind(s.expected_epoch)
+                        .execute(&mut *tx)
+                        .await?;
+                    if done.rows_affected() != 1 {
+                        tx.rollback().await?;
+                        return Ok(Applied::Conflict);
+                    }
+                }
+                if let Some((id, state, routing)) = &c.handoff {
+                    sqlx::query("UPDATE handoffs SET state = $1, routing = $2, updated_at = $3 WHERE id = $4")
+                        .bind(state)
+                        .bind(routing)
+                        .bind(&c.at)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                for o in &c.offers {
+                    let r = sqlx::query(
+                        "INSERT INTO offers (id, handoff_id, rep_id, queue, state, offered_ms, answered_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                         ON CONFLICT (id) DO UPDATE SET state = excluded.state, answered_ms = excluded.answered_ms",
+                    )
+                    .bind(&o.id)
+                    .bind(&o.handoff_id)
+                    .bind(&o.rep_id)
+                    .bind(&o.queue)
+                    .bind(&o.state)
+                    .bind(o.offered_ms)
+                    .bind(o.answered_ms)
+                    .execute(&mut *tx)
+                    .await;
+                    match r {
+                        Ok(_) => {}
+                        // A second pending offer for the handoff: the unique index refuses it.
+                        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                            tx.rollback().await?;
+                            return Ok(Applied::Conflict);
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                for (id, presence, missed) in &c.reps {
+                    sqlx::query("UPDATE reps SET presence = $1, missed = $2, updated_at = $3 WHERE id = $4")
+                        .bind(presence)
+                        .bind(missed)
+                        .bind(&c.at)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                for subject in &c.cancel_timers {
+                    sqlx::query("UPDATE timers SET fired_ms = -1 WHERE subject = $1 AND fired_ms IS NULL")
+                        .bind(subject)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                for t in &c.timers {
+                    sqlx::query("INSERT INTO timers (id, kind, subject, due_ms) VALUES ($1, $2, $3, $4)")
+                        .bind(&t.id)
+                        .bind(&t.kind)
+                        .bind(&t.subject)
+                        .bind(t.due_ms)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                for m in &c.meetings {
+                    sqlx::query("INSERT INTO meetings (id, handoff_id, rep_id, starts_ms, ends_ms, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+                        .bind(&m.id)
+                        .bind(&m.handoff_id)
+                        .bind(&m.rep_id)
+                        .bind(m.starts_ms)
+                        .bind(m.ends_ms)
+                        .bind(&m.created_at)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let mut events = Vec::with_capacity(c.events.len());
+                for (stream, kind, data) in &c.events {
+                    let (seq,) = sqlx::query_as::<_, (i64,)>("INSERT INTO stream_events (stream, kind, data, at) VALUES ($1, $2, $3, $4) RETURNING seq")
+                        .bind(stream)
+                        .bind(kind)
+                        .bind(data)
+                        .bind(&c.at)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    events.push(seq);
+                }
+                tx.commit().await?;
+                Ok(Applied::Done { events })
+            }
+
+            async fn claim_timers(&self, now_ms: i64, lease_until_ms: i64, limit: i64) -> Result<Vec<TimerRow>, StoreError> {
+                let mut tx = self.pool.begin_with($begin_write).await?;
+                let rows = sqlx::query_as::<_, (String, String, String, i64)>($claim_timers)
+                    .bind(lease_until_ms)
+                    .bind(now_ms)
+                    .bind(limit)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                let mut timers: Vec<TimerRow> = rows
+                    .into_iter()
+                    .map(|r| TimerRow { id: r.0, kind: r.1, subject: r.2, due_ms: r.3 })
+                    .collect();
+                timers.sort_by(|a, b| (a.due_ms, &a.id).cmp(&(b.due_ms, &b.id)));
+                Ok(timers)
+            }
+
+            async fn finish_timer(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
+                let done = sqlx::query("UPDATE timers SET fired_ms = $1 WHERE id = $2 AND fired_ms IS NULL")
+                    .bind(now_ms)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn next_timer(&self) -> Result<Option<i64>, StoreError> {
+                Ok(sqlx::query_as::<_, (Option<i64>,)>("SELECT MIN(due_ms) FROM timers WHERE fired_ms IS NULL")
+                    .fetch_one(&self.pool)
+                    .await?
+                    .0)
+            }
+
+            async fn stream_events(&self, stream: &str, after: i64, limit: i64) -> Result<Vec<StreamEventRow>, StoreError> {
+                Ok(sqlx::query_as::<_, (i64, String, String, String, String)>(
+                    "SELECT seq, stream, kind, data, at FROM stream_events WHERE stream = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                )
+                .bind(stream)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .map(|r| StreamEventRow { seq: r.0, stream: r.1, kind: r.2, data: r.3, at: r.4 })
+                .collect())
+            }
+
+            async fn meetings(&self, rep_id: &str, from_ms: i64) -> Result<Vec<MeetingRow>, StoreError> {
+                Ok(sqlx::query_as::<_, (String, String, String, i64, i64, String)>(
+                    "SELECT id, handoff_id, rep_id, starts_ms, ends_ms, created_at FROM meetings WHERE rep_id = $1 AND ends_ms > $2 ORDER BY starts_ms",
+                )
+                .bind(rep_id)
+                .bind(from_ms)
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .map(|r| MeetingRow { id: r.0, handoff_id: r.1, rep_id: r.2, starts_ms: r.3, ends_ms: r.4, created_at: r.5 })
+                .collect())
+            }
         }
     };
 }
@@ -782,6 +1187,17 @@ fn policy_row(r: (String, String, String, String, i64)) -> PolicyRow {
         created_at: r.2,
         activated_at: r.3,
         active: r.4 != 0,
+    }
+}
+
+fn rep_row(r: (String, String, String, i64, i64, String)) -> RepRow {
+    RepRow {
+        id: r.0,
+        attrs: r.1,
+        presence: r.2,
+        heartbeat_ms: r.3,
+        missed: r.4,
+        updated_at: r.5,
     }
 }
 
@@ -854,5 +1270,19 @@ impl PgStore {
     }
 }
 
-store_impl!(SqliteStore, sqlx::Sqlite, "migrations/sqlite");
-store_impl!(PgStore, sqlx::Postgres, "migrations/postgres");
+store_impl!(
+    SqliteStore,
+    sqlx::Sqlite,
+    "migrations/sqlite",
+    // A write transaction from the start: a deferred one that read first could not write
+    // after the group writer committed (SQLITE_BUSY_SNAPSHOT) instead of waiting its turn.
+    "BEGIN IMMEDIATE",
+    "UPDATE timers SET lease_ms = $1 WHERE id IN (SELECT id FROM timers WHERE fired_ms IS NULL AND due_ms <= $2 AND (lease_ms IS NULL OR lease_ms < $2) ORDER BY due_ms LIMIT $3) RETURNING id, kind, subject, due_ms"
+);
+store_impl!(
+    PgStore,
+    sqlx::Postgres,
+    "migrations/postgres",
+    "BEGIN",
+    "UPDATE timers SET lease_ms = $1 WHERE id IN (SELECT id FROM timers WHERE fired_ms IS NULL AND due_ms <= $2 AND (lease_ms IS NULL OR lease_ms < $2) ORDER BY due_ms LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING id, kind, subject, due_ms"
+);

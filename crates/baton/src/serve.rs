@@ -40,8 +40,9 @@ pub enum KeysCommand {
     Create {
         #[arg(long)]
         name: String,
-        /// `bot` for chatbots and integrations, `admin` for operators.
-        #[arg(long, value_parser = ["bot", "admin"])]
+        /// `bot` for chatbots and integrations, `admin` for operators, `rep` for a rep (whose id
+        /// is the key's name: it may act on that rep's offers and conversations only).
+        #[arg(long, value_parser = ["bot", "admin", "rep"])]
         role: String,
         #[command(flatten)]
         storage: StorageArgs,

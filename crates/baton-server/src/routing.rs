@@ -1,0 +1,2031 @@
+//! Routing and offers (SPEC §6, §7): reps and presence, offers with accept timeouts, targets
+//! with timeouts, SLA clocks, fallbacks, the live streams.
+//!
+//! One router per node. Its state (reps, open handoffs, the fairness ledger) lives in memory
+//! behind one lock, and every step is stored with [`Store::apply`] before the lock is released,
+//! so memory never runs ahead of the database; at start the state is rebuilt from the store.
+//! Timers are rows: a restart loses none and fires late ones at once, and each fires once
+//! ([`Store::finish_timer`]). The database also refuses a second pending offer for a handoff.
+//! Routing from several nodes at once over one PostgreSQL is not supported yet: each node
+//! would keep its own view of the reps' load.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use baton_core::policy::Policy;
+use baton_core::routing::{
+    self, Fallback, HandoffFacts, Ledger, Presence, Reason, Rep, RepState, Routing,
+};
+use baton_store::{Applied, MeetingRow, OfferRow, RoutingChange, StateChange, Store, TimerRow};
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::{ApiError, App, authenticate, body_bytes, parse_json, valid_id};
+
+/// Timer kinds.
+const ACCEPT: &str = "accept";
+const TARGET: &str = "target";
+const SLA_ACCEPT: &str = "sla_accept";
+const SLA_FIRST_MESSAGE: &str = "sla_first_message";
+const PRESENCE: &str = "presence";
+
+/// How long a node holds a claimed timer before another may take it.
+const LEASE_MS: i64 = 30_000;
+
+/// A stream event as it is pushed to listeners.
+#[derive(Debug, Clone)]
+pub(crate) struct Pushed {
+    pub seq: i64,
+    pub stream: String,
+    pub kind: String,
+    pub data: String,
+}
+
+/// The router's record of a handoff, stored as the handoff's `routing` JSON.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct Doc {
+    pub conversation_id: String,
+    pub epoch: i64,
+    pub facts: HandoffFacts,
+    pub priority: i64,
+    pub created_ms: i64,
+    pub route: Option<String>,
+    pub target: usize,
+    pub target_since_ms: i64,
+    /// Reps who declined or missed it at the current target.
+    pub tried: Vec<String>,
+    pub offer: Option<String>,
+    pub rep: Option<String>,
+    pub accepted_ms: Option<i64>,
+    pub first_message_ms: Option<i64>,
+    pub sla_breaches: Vec<String>,
+    /// The ETA promised to the visitor, seconds, and when.
+    pub eta_promised: Option<(u64, i64)>,
+    pub fallback: Option<String>,
+    pub slots: Vec<(i64, String)>,
+    pub outcome: Option<serde_json::Value>,
+    pub note: Option<String>,
+    /// Every step, for the handoff's decision trace.
+    pub trace: Vec<serde_json::Value>,
+}
+
+/// An open handoff in memory.
+#[derive(Debug, Clone)]
+struct Open {
+    id: String,
+    state: String,
+    doc: Doc,
+}
+
+#[derive(Default)]
+struct RouterState {
+    loaded: bool,
+    reps: Vec<RepState>,
+    heartbeat_ms: BTreeMap<String, i64>,
+    missed: BTreeMap<String, i64>,
+    ledger: Ledger,
+    open: BTreeMap<String, Open>,
+    /// Queue id → membership per rep, for the policy hash and reps they were computed for.
+    members: BTreeMap<String, Vec<bool>>,
+    members_key: String,
+    /// Recent accept times (ms), for the ETA.
+    accept_times: Vec<i64>,
+}
+
+/// The node's router.
+pub(crate) struct Router {
+    state: tokio::sync::Mutex<RouterState>,
+    pub wake: tokio::sync::Notify,
+    pub events: tokio::sync::broadcast::Sender<Pushed>,
+}
+
+impl Router {
+    pub fn new() -> Router {
+        Router {
+            state: tokio::sync::Mutex::new(RouterState::default()),
+            wake: tokio::sync::Notify::new(),
+            events: tokio::sync::broadcast::channel(4096).0,
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    Timestamp::now().as_millisecond()
+}
+
+fn ts(ms: i64) -> Timestamp {
+    Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+fn rfc3339(ms: i64) -> String {
+    ts(ms).to_string()
+}
+
+fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// The routing facts of a handoff, from the decision that created it.
+pub(crate) fn facts_of(
+    id: &str,
+    d: &baton_core::decide::Decision,
+    view: &baton_core::decide::ConversationView,
+) -> HandoffFacts {
+    let get = |m: &BTreeMap<String, String>, keys: &[&str]| {
+        keys.iter()
+            .find_map(|k| m.get(*k).filter(|v| !v.is_empty()).cloned())
+            .unwrap_or_default()
+    };
+    let contact: BTreeMap<String, String> = view
+        .contact
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let account: BTreeMap<String, String> = view
+        .account
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let budget = d
+        .signals
+        .qualification
+        .budget
+        .as_ref()
+        .map(|b| b.amount)
+        .or_else(|| account.get("deal_size").and_then(|v| v.parse().ok()))
+        .unwrap_or(0.0);
+    let language = get(&contact, &["language", "lang"]);
+    HandoffFacts {
+        id: id.to_string(),
+        trigger: d.trigger.clone().unwrap_or_default(),
+        reason: d.reason.clone().unwrap_or_default(),
+        priority: d.priority.unwrap_or(0),
+        lead_score: d.lead_score,
+        language: if language.is_empty() {
+            "en".into()
+        } else {
+            language.to_lowercase()
+        },
+        territory: get(&contact, &["territory", "region", "country"]),
+        product: {
+            let p = get(&account, &["product"]);
+            if p.is_empty() {
+                get(&contact, &["product"])
+            } else {
+                p
+            }
+        },
+        tier: get(&account, &["tier"]),
+        deal_size: budget,
+        intents: d.signals.intents.iter().map(|s| s.to_string()).collect(),
+        topics: d.signals.topics.iter().map(|s| s.to_string()).collect(),
+        contact,
+        account,
+    }
+}
+
+/// What a step of the router stores, and whom to tell.
+struct Step<'a> {
+    change: RoutingChange,
+    touched_conversation: Option<String>,
+    app_cache: &'a crate::ConversationCache,
+}
+
+impl<'a> Step<'a> {
+    fn new(app_cache: &'a crate::ConversationCache, at_ms: i64) -> Step<'a> {
+        Step {
+            change: RoutingChange {
+                at: rfc3339(at_ms),
+                ..RoutingChange::default()
+            },
+            touched_conversation: None,
+            app_cache,
+        }
+    }
+
+    fn event(&mut self, stream: String, kind: &str, data: serde_json::Value) {
+        self.change
+            .events
+            .push((stream, kind.to_string(), data.to_string()));
+    }
+
+    /// The conversation changes owner: its epoch moves on.
+    fn own(&mut self, o: &mut Open, state: &str) {
+        self.change.conversation = Some(StateChange {
+            conversation_id: o.doc.conversation_id.clone(),
+            expected_epoch: o.doc.epoch,
+            state: state.to_string(),
+            epoch: o.doc.epoch + 1,
+        });
+        o.doc.epoch += 1;
+        self.touched_conversation = Some(o.doc.conversation_id.clone());
+        let stream = format!("conversation:{}", o.doc.conversation_id);
+        self.event(
+            stream,
+            "state",
+            json!({"state": state, "epoch": o.doc.epoch, "handoff_id": o.id}),
+        );
+    }
+
+    fn handoff(&mut self, o: &Open) {
+        self.change.handoff = Some((
+            o.id.clone(),
+            o.state.clone(),
+            serde_json::to_string(&o.doc).unwrap_or_else(|_| "{}".into()),
+        ));
+    }
+}
+
+fn trace(o: &mut Open, at_ms: i64, step: &str, detail: serde_json::Value) {
+    let mut v = json!({"at": rfc3339(at_ms), "step": step});
+    if let (Some(m), serde_json::Value::Object(d)) = (v.as_object_mut(), detail) {
+        m.extend(d);
+    }
+    o.doc.trace.push(v);
+}
+
+impl<S: Store> App<S> {
+    /// Stores a router step; on success pushes its stream events and forgets the cached
+    /// conversation whose owner changed.
+    async fn store_step(&self, step: Step<'_>) -> Result<bool, ApiError> {
+        match self.store.apply(&step.change).await? {
+            Applied::Done { events } => {
+                if let Some(c) = &step.touched_conversation {
+                    step.app_cache.remove(c);
+                }
+                for (seq, (stream, kind, data)) in events.into_iter().zip(step.change.events) {
+                    let _ = self.router.events.send(Pushed {
+                        seq,
+                        stream,
+                        kind,
+                        data,
+                    });
+                }
+                self.router.wake.notify_one();
+                Ok(true)
+            }
+            Applied::Conflict => Ok(false),
+        }
+    }
+
+    /// Loads reps and open handoffs from the store once.
+    async fn router_state(&self) -> Result<tokio::sync::MutexGuard<'_, RouterState>, ApiError> {
+        let mut st = self.router.state.lock().await;
+        if !st.loaded {
+            let reps = self.store.reps().await?;
+            st.reps.clear();
+            for r in reps {
+                let rep: Rep = serde_json::from_str(&r.attrs).map_err(|e| {
+                    ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        &format!("stored rep {} is unreadable: {e}", r.id),
+                    )
+                })?;
+                st.heartbeat_ms.insert(r.id.clone(), r.heartbeat_ms);
+                st.missed.insert(r.id.clone(), r.missed);
+                st.reps.push(RepState {
+                    id: r.id,
+                    rep,
+                    presence: Presence::parse(&r.presence).unwrap_or(Presence::Offline),
+                    load: 0,
+                    last_offer: None,
+                });
+            }
+            st.open.clear();
+            for (h, doc) in self.store.open_handoffs().await? {
+                let mut doc: Doc = serde_json::from_str(&doc).unwrap_or_default();
+                if doc.conversation_id.is_empty() {
+                    // Created before routing knew it: take it from the handoff row.
+                    doc.conversation_id = h.conversation_id.clone();
+                    doc.created_ms = jiff::Timestamp::from_str_opt(&h.created_at)
+                        .map_or_else(now_ms, |t| t.as_millisecond());
+                    doc.priority = h.priority.unwrap_or(0);
+                    if let Some(c) = self
+                        .store
+                        .conversation(&h.conversation_id, baton_store::Detail::ForDecision)
+                        .await?
+                    {
+                        doc.epoch = c.epoch;
+                    }
+                }
+                let holder = if h.state == "human" {
+                    doc.rep.clone()
+                } else {
+                    None
+                };
+                if let Some(rep) = holder
+                    && let Some(r) = st.reps.iter_mut().find(|r| r.id == rep)
+                {
+                    r.load += 1;
+                }
+                st.open.insert(
+                    h.id.clone(),
+                    Open {
+                        id: h.id,
+                        state: h.state,
+                        doc,
+                    },
+                );
+            }
+            for o in self.store.offers(None).await? {
+                if let Some(r) = st.reps.iter_mut().find(|r| r.id == o.rep_id) {
+                    r.load += 1;
+                    r.last_offer = Some(ts(o.offered_ms));
+                }
+                st.ledger.record(&o.queue, &o.rep_id, ts(o.offered_ms));
+            }
+            st.loaded = true;
+        }
+        Ok(st)
+    }
+}
+
+/// Helpers that need `jiff` parsing without panics.
+trait FromStrOpt: Sized {
+    fn from_str_opt(s: &str) -> Option<Self>;
+}
+
+impl FromStrOpt for Timestamp {
+    fn from_str_opt(s: &str) -> Option<Timestamp> {
+        s.parse().ok()
+    }
+}
+
+/// Membership of every rep in every queue, recomputed when the policy or the reps changed.
+fn refresh_members(st: &mut RouterState, policy: &Policy) {
+    let key = format!(
+        "{}:{}",
+        policy.hash,
+        st.reps
+            .iter()
+            .map(|r| format!("{}#{}", r.id, r.rep.name.len() + r.rep.skills.len()))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    if key == st.members_key && !st.members.is_empty() {
+        return;
+    }
+    st.members.clear();
+    for q in &policy.routing.queues {
+        let mut row = Vec::with_capacity(st.reps.len());
+        for r in &st.reps {
+            let ok = match &q.members {
+                None => true,
+                Some(m) => policy
+                    .routing_compiler
+                    .scope(
+                        [("rep".to_string(), r.rep.value(&r.id, r.load))],
+                        policy.calendars.clone(),
+                        Timestamp::now(),
+                    )
+                    .and_then(|s| s.eval_bool(m))
+                    .unwrap_or(false),
+            };
+            row.push(ok);
+        }
+        st.members.insert(q.id.clone(), row);
+    }
+    st.members_key = key;
+}
+
+/// Forces membership to be recomputed (a rep's attributes changed).
+fn forget_members(st: &mut RouterState) {
+    st.members.clear();
+    st.members_key.clear();
+}
+
+fn calendar_open(policy: &Policy, name: &Option<String>, at: Timestamp) -> bool {
+    name.as_ref()
+        .and_then(|n| policy.calendars.get(n))
+        .is_none_or(|c| c.is_open(at))
+}
+
+/// Time after `from` at which `d` of SLA time has passed, in the queue's calendar if any.
+fn sla_due(policy: &Policy, hours: &Option<String>, from: Timestamp, d: SignedDuration) -> i64 {
+    match hours.as_ref().and_then(|h| policy.calendars.get(h)) {
+        Some(c) => c
+            .add_open_duration(from, d)
+            .map_or(from.as_millisecond() + d.as_millis() as i64, |t| {
+                t.as_millisecond()
+            }),
+        None => from.as_millisecond() + d.as_millis() as i64,
+    }
+}
+
+impl<S: Store> App<S> {
+    /// A handoff was created by a decision: route it.
+    pub(crate) async fn handoff_created(
+        &self,
+        handoff_id: &str,
+        conversation_id: &str,
+        epoch: i64,
+        facts: HandoffFacts,
+    ) -> Result<(), ApiError> {
+        let engine = self.engine();
+        let mut st = self.router_state().await?;
+        if st.open.contains_key(handoff_id) {
+            return Ok(());
+        }
+        let at = now_ms();
+        let mut o = Open {
+            id: handoff_id.to_string(),
+            state: "queued".into(),
+            doc: Doc {
+                conversation_id: conversation_id.to_string(),
+                epoch,
+                priority: facts.priority,
+                facts,
+                created_ms: at,
+                target_since_ms: at,
+                ..Doc::default()
+            },
+        };
+        let routing = engine.policy.routing.clone();
+        let mut step = Step::new(&self.conversations, at);
+        if routing.routes.is_empty() {
+            trace(
+                &mut o,
+                at,
+                "unrouted",
+                json!({"why": "the policy has no [[route]]"}),
+            );
+        } else if !calendar_open(&engine.policy, &routing.hours, ts(at)) {
+            self.fallback(
+                &mut st,
+                &engine.policy,
+                &mut o,
+                routing.after_hours,
+                "after_hours",
+                at,
+                &mut step,
+            );
+        } else {
+            let scope = engine.policy.routing_compiler.scope(
+                [("handoff".to_string(), o.doc.facts.value())],
+                engine.policy.calendars.clone(),
+                ts(at),
+            );
+            let (chosen, evals) = match &scope {
+                Ok(s) => routing::route(&routing, s),
+                Err(_) => (None, Vec::new()),
+            };
+            trace(
+                &mut o,
+                at,
+                "routed",
+                json!({"routes": evals, "route": chosen.map(|i| routing.routes[i].id.clone())}),
+            );
+            match chosen {
+                Some(i) => {
+                    o.doc.route = Some(routing.routes[i].id.clone());
+                    o.doc.target = 0;
+                    self.enter_target(&mut st, &engine.policy, &mut o, at, &mut step);
+                }
+                None => self.fallback(
+                    &mut st,
+                    &engine.policy,
+                    &mut o,
+                    routing.unattended,
+                    "no_route",
+                    at,
+                    &mut step,
+                ),
+            }
+        }
+        step.handoff(&o);
+        let stored = self.store_step(step).await?;
+        if stored && matches!(o.state.as_str(), "queued" | "offered" | "human") {
+            st.open.insert(o.id.clone(), o);
+        } else if !stored {
+            // The conversation moved meanwhile; the next look at it routes again.
+            st.loaded = false;
+        }
+        Ok(())
+    }
+
+    /// The handoff arrives at its current target: start the target's clocks, then offer.
+    fn enter_target(
+        &self,
+        st: &mut RouterState,
+        policy: &Policy,
+        o: &mut Open,
+        at: i64,
+        step: &mut Step<'_>,
+    ) {
+        let routing = &policy.routing;
+        let Some(route) = o
+            .doc
+            .route
+            .as_ref()
+            .and_then(|r| routing.routes.iter().find(|x| &x.id == r))
+        else {
+            return;
+        };
+        loop {
+            let Some(target) = route.targets.get(o.doc.target) else {
+                self.fallback(
+                    st,
+                    policy,
+                    o,
+                    routing.unattended,
+                    "targets_exhausted",
+                    at,
+                    step,
+                );
+                return;
+            };
+            let queue = &routing.queues[target.queue];
+            o.doc.target_since_ms = at;
+            o.doc.tried.clear();
+            if let Some(p) = target.priority {
+                o.doc.priority = p;
+            }
+            if let Some(skip) = &target.skip_if {
+                refresh_members(st, policy);
+                let available = self.available(st, policy, &queue.id, o, at);
+                let waiting = st
+                    .open
+                    .values()
+                    .filter(|x| {
+                        x.state == "queued" && current_queue(routing, x) == Some(queue.id.as_str())
+                    })
+                    .count();
+                let skip_now = policy
+                    .routing_compiler
+                    .scope(
+                        [
+                            ("handoff".to_string(), o.doc.facts.value()),
+                            (
+                                "queue".to_string(),
+                                routing::queue_value(&queue.id, available, waiting),
+                            ),
+                        ],
+                        policy.calendars.clone(),
+                        ts(at),
+                    )
+                    .and_then(|s| s.eval_bool(skip))
+                    .unwrap_or(false);
+                if skip_now {
+                    trace(
+                        o,
+                        at,
+                        "skipped",
+                        json!({"target": o.doc.target, "queue": queue.id, "available": available, "waiting": waiting}),
+                    );
+                    o.doc.target += 1;
+                    continue;
+                }
+            }
+            trace(
+                o,
+                at,
+                "target",
+                json!({"target": o.doc.target, "queue": queue.id, "timeout_s": target.timeout.as_secs()}),
+            );
+            step.change.cancel_timers.push(format!("{}#target", o.id));
+            step.change.timers.push(TimerRow {
+                id: new_id(),
+                kind: TARGET.into(),
+                subject: format!("{}#target", o.id),
+                due_ms: at + target.timeout.as_millis() as i64,
+            });
+            if let Some(sla) = queue.sla_accept
+                && o.doc.target == 0
+            {
+                step.change.timers.push(TimerRow {
+                    id: new_id(),
+                    kind: SLA_ACCEPT.into(),
+                    subject: format!("{}#sla", o.id),
+                    due_ms: sla_due(policy, &queue.sla_hours, ts(o.doc.created_ms), sla),
+                });
+            }
+            self.offer_next(st, policy, o, at, step);
+            return;
+        }
+    }
+
+    /// Members of a queue who could take this handoff now.
+    fn available(
+        &self,
+        st: &RouterState,
+        policy: &Policy,
+        queue: &str,
+        o: &Open,
+        at: i64,
+    ) -> usize {
+        let Some(q) = policy
+            .routing
+            .queue(queue)
+            .map(|i| &policy.routing.queues[i])
+        else {
+            return 0;
+        };
+        let Some(members) = st.members.get(queue) else {
+            return 0;
+        };
+        let Ok(mut scope) = policy.routing_compiler.scope(
+            [("handoff".to_string(), o.doc.facts.value())],
+            policy.calendars.clone(),
+            ts(at),
+        ) else {
+            return 0;
+        };
+        routing::choose(
+            q,
+            &st.reps,
+            members,
+            &o.doc.tried,
+            &st.ledger,
+            &policy.calendars,
+            &mut scope,
+            ts(at),
+        )
+        .eligible()
+    }
+
+    /// Offers the handoff to the next rep of its current target, or leaves it waiting.
+    fn offer_next(
+        &self,
+        st: &mut RouterState,
+        policy: &Policy,
+        o: &mut Open,
+        at: i64,
+        step: &mut Step<'_>,
+    ) {
+        let Some(queue) = current_queue(&policy.routing, o).map(str::to_string) else {
+            return;
+        };
+        let Some(q) = policy
+            .routing
+            .queue(&queue)
+            .map(|i| &policy.routing.queues[i])
+        else {
+            return;
+        };
+        refresh_members(st, policy);
+        let members = st.members.get(&queue).cloned().unwrap_or_default();
+        let Ok(mut scope) = policy.routing_compiler.scope(
+            [("handoff".to_string(), o.doc.facts.value())],
+            policy.calendars.clone(),
+            ts(at),
+        ) else {
+            return;
+        };
+        let choice = routing::choose(
+            q,
+            &st.reps,
+            &members,
+            &o.doc.tried,
+            &st.ledger,
+            &policy.calendars,
+            &mut scope,
+            ts(at),
+        );
+        let considered: Vec<serde_json::Value> = choice
+            .considered
+            .iter()
+            .map(|c| json!({"rep": st.reps[c.rep].id, "reason": c.reason.to_string(), "eligible": matches!(c.reason, Reason::Chosen | Reason::RankedLower)}))
+            .collect();
+        let Some(i) = choice.rep else {
+            let eta = self.eta(st, policy, &queue, o, at);
+            trace(
+                o,
+                at,
+                "waiting",
+                json!({"queue": queue, "considered": considered, "eta_seconds": eta}),
+            );
+            if o.state != "queued" {
+                o.state = "queued".into();
+                step.own(o, "queued");
+            }
+            if let Some(e) = eta {
+                o.doc.eta_promised = Some((e, at));
+            }
+            step.event(
+                format!("conversation:{}", o.doc.conversation_id),
+                "eta",
+                json!({"handoff_id": o.id, "eta_seconds": eta, "queue": queue}),
+            );
+            return;
+        };
+        let offer = OfferRow {
+            id: new_id(),
+            handoff_id: o.id.clone(),
+            rep_id: st.reps[i].id.clone(),
+            queue: queue.clone(),
+            state: "pending".into(),
+            offered_ms: at,
+            answered_ms: None,
+        };
+        st.reps[i].load += 1;
+        st.reps[i].last_offer = Some(ts(at));
+        st.ledger.record(&queue, &offer.rep_id, ts(at));
+        o.doc.offer = Some(offer.id.clone());
+        trace(
+            o,
+            at,
+            "offered",
+            json!({"queue": queue, "rep": offer.rep_id, "offer_id": offer.id, "strategy": q.strategy.as_str(), "considered": considered, "accept_timeout_s": q.accept_timeout.as_secs()}),
+        );
+        step.change.timers.push(TimerRow {
+            id: new_id(),
+            kind: ACCEPT.into(),
+            subject: offer.id.clone(),
+            due_ms: at + q.accept_timeout.as_millis() as i64,
+        });
+        step.event(
+            format!("rep:{}", offer.rep_id),
+            "offer",
+            json!({"offer_id": offer.id, "handoff_id": o.id, "conversation_id": o.doc.conversation_id, "queue": queue, "trigger": o.doc.facts.trigger, "reason": o.doc.facts.reason, "priority": o.doc.priority, "expires_at": rfc3339(at + q.accept_timeout.as_millis() as i64)}),
+        );
+        step.change.offers.push(offer);
+        if o.state != "offered" {
+            o.state = "offered".into();
+            step.own(o, "offered");
+        }
+    }
+
+    /// Seconds until a rep is likely to accept, from live state.
+    fn eta(
+        &self,
+        st: &RouterState,
+        policy: &Policy,
+        queue: &str,
+        o: &Open,
+        at: i64,
+    ) -> Option<u64> {
+        let q = policy
+            .routing
+            .queue(queue)
+            .map(|i| &policy.routing.queues[i])?;
+        let members = st.members.get(queue)?;
+        let free: usize = st
+            .reps
+            .iter()
+            .zip(members)
+            .filter(|(r, m)| {
+                **m && matches!(r.presence, Presence::Available | Presence::Busy)
+                    && routing::working(&r.rep, &policy.calendars, ts(at))
+            })
+            .map(|(r, _)| r.rep.capacity as usize)
+            .sum();
+        let ahead = st
+            .open
+            .values()
+            .filter(|x| {
+                x.state == "queued"
+                    && x.id != o.id
+                    && current_queue(&policy.routing, x) == Some(queue)
+                    && (x.doc.priority, -x.doc.created_ms) > (o.doc.priority, -o.doc.created_ms)
+            })
+            .count();
+        let mean = (!st.accept_times.is_empty()).then(|| {
+            SignedDuration::from_millis(
+                st.accept_times.iter().sum::<i64>() / st.accept_times.len() as i64,
+            )
+        });
+        routing::eta_seconds(ahead, free, mean, q.accept_timeout)
+    }
+
+    /// No live handoff: offer meeting slots or an e-mail follow-up, and say so.
+    #[allow(clippy::too_many_arguments)]
+    fn fallback(
+        &self,
+        st: &mut RouterState,
+        policy: &Policy,
+        o: &mut Open,
+        how: Fallback,
+        why: &str,
+        at: i64,
+        step: &mut Step<'_>,
+    ) {
+        o.doc.fallback = Some(how.as_str().to_string());
+        let state = match how {
+            Fallback::Schedule => "scheduled",
+            Fallback::FollowUp => "follow_up",
+        };
+        if how == Fallback::Schedule {
+            refresh_members(st, policy);
+            o.doc.slots = self.slots_for(st, policy, o, at, 3);
+        }
+        trace(
+            o,
+            at,
+            "fallback",
+            json!({"action": how.as_str(), "why": why, "slots": o.doc.slots.iter().map(|(t, r)| json!({"start": rfc3339(*t), "rep": r})).collect::<Vec<_>>()}),
+        );
+        o.state = state.into();
+        step.change.cancel_timers.push(format!("{}#target", o.id));
+        step.change.cancel_timers.push(format!("{}#sla", o.id));
+        step.own(o, state);
+        step.event(
+            format!("conversation:{}", o.doc.conversation_id),
+            "fallback",
+            json!({"handoff_id": o.id, "action": how.as_str(), "why": why, "slots": o.doc.slots.iter().map(|(t, r)| json!({"start": rfc3339(*t), "rep": r})).collect::<Vec<_>>()}),
+        );
+    }
+
+    /// The soonest meeting slots with reps of the handoff's route's queues.
+    fn slots_for(
+        &self,
+        st: &RouterState,
+        policy: &Policy,
+        o: &Open,
+        at: i64,
+        count: usize,
+    ) -> Vec<(i64, String)> {
+        let routing = &policy.routing;
+        let scope = policy.routing_compiler.scope(
+            [("handoff".to_string(), o.doc.facts.value())],
+            policy.calendars.clone(),
+            ts(at),
+        );
+        let route = o
+            .doc
+            .route
+            .as_ref()
+            .and_then(|r| routing.routes.iter().position(|x| &x.id == r))
+            .or_else(|| {
+                scope
+                    .as_ref()
+                    .ok()
+                    .and_then(|s| routing::route(routing, s).0)
+            });
+        let queues: Vec<&str> = route
+            .map(|r| {
+                routing.routes[r]
+                    .targets
+                    .iter()
+                    .map(|t| routing.queues[t.queue].id.as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut reps: Vec<usize> = Vec::new();
+        for q in queues {
+            if let Some(m) = st.members.get(q) {
+                for (i, is) in m.iter().enumerate() {
+                    if *is && !reps.contains(&i) {
+                        reps.push(i);
+                    }
+                }
+            }
+        }
+        let booked: Vec<Vec<(Timestamp, Timestamp)>> = reps.iter().map(|_| Vec::new()).collect();
+        let pairs: Vec<(&Rep, &[(Timestamp, Timestamp)])> = reps
+            .iter()
+            .zip(&booked)
+            .map(|(i, b)| (&st.reps[*i].rep, b.as_slice()))
+            .collect();
+        routing::slots(
+            &pairs,
+            &policy.calendars,
+            ts(at),
+            routing.slot,
+            count,
+            SignedDuration::from_hours(24 * 14),
+        )
+        .into_iter()
+        .map(|(t, i)| (t.as_millisecond(), st.reps[reps[i]].id.clone()))
+        .collect()
+    }
+}
+
+fn current_queue<'a>(routing: &'a Routing, o: &Open) -> Option<&'a str> {
+    let route = routing
+        .routes
+        .iter()
+        .find(|r| Some(&r.id) == o.doc.route.as_ref())?;
+    let t = route.targets.get(o.doc.target)?;
+    Some(routing.queues[t.queue].id.as_str())
+}
+
+// ---- events from outside: reps, timers
+
+impl<S: Store> App<S> {
+    /// Offers waiting handoffs, most urgent and oldest first, to whoever can take them.
+    async fn drain(&self, st: &mut RouterState) -> Result<(), ApiError> {
+        let engine = self.engine();
+        let mut waiting: Vec<(i64, i64, String)> = st
+            .open
+            .values()
+            .filter(|o| o.state == "queued" && o.doc.route.is_some())
+            .map(|o| (-o.doc.priority, o.doc.created_ms, o.id.clone()))
+            .collect();
+        waiting.sort();
+        for (_, _, id) in waiting {
+            let Some(mut o) = st.open.get(&id).cloned() else {
+                continue;
+            };
+            let at = now_ms();
+            let mut step = Step::new(&self.conversations, at);
+            self.offer_next(st, &engine.policy, &mut o, at, &mut step);
+            if o.doc.offer.is_none() || o.state != "offered" {
+                // Still nobody: do not store a waiting step for every rep change.
+                continue;
+            }
+            step.handoff(&o);
+            if self.store_step(step).await? {
+                st.open.insert(id, o);
+            } else {
+                st.loaded = false;
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// A pending offer ends (declined or timed out): free the rep and offer the next one.
+    async fn offer_ended(
+        &self,
+        st: &mut RouterState,
+        offer_id: &str,
+        rep_id: &str,
+        how: &str,
+    ) -> Result<bool, ApiError> {
+        let engine = self.engine();
+        let Some(mut o) = st
+            .open
+            .values()
+            .find(|o| o.doc.offer.as_deref() == Some(offer_id))
+            .cloned()
+        else {
+            return Ok(false);
+        };
+        if o.state != "offered" {
+            return Ok(false);
+        }
+        let at = now_ms();
+        let mut step = Step::new(&self.conversations, at);
+        let queue = current_queue(&engine.policy.routing, &o)
+            .unwrap_or_default()
+            .to_string();
+        let offered_ms = self
+            .store
+            .offers(Some(&o.id))
+            .await?
+            .into_iter()
+            .find(|x| x.id == offer_id)
+            .map_or(at, |x| x.offered_ms);
+        step.change.offers.push(OfferRow {
+            id: offer_id.to_string(),
+            handoff_id: o.id.clone(),
+            rep_id: rep_id.to_string(),
+            queue,
+            state: how.to_string(),
+            offered_ms,
+            answered_ms: Some(at),
+        });
+        step.change.cancel_timers.push(offer_id.to_string());
+        if let Some(r) = st.reps.iter_mut().find(|r| r.id == rep_id) {
+            r.load = r.load.saturating_sub(1);
+        }
+        if how == "timed_out" {
+            let missed = st.missed.entry(rep_id.to_string()).or_insert(0);
+            *missed += 1;
+            let missed = *missed;
+            let away = missed >= i64::from(engine.policy.routing.missed_offers_away);
+            let mut presence = Presence::Available.as_str();
+            if let Some(r) = st.reps.iter_mut().find(|r| r.id == rep_id) {
+                if away {
+                    r.presence = Presence::Away;
+                }
+                presence = r.presence.as_str();
+            }
+            step.change
+                .reps
+                .push((rep_id.to_string(), presence.to_string(), missed));
+            if away {
+                step.event(format!("rep:{rep_id}"), "presence", json!({"presence": "away", "why": format!("{missed} offers in a row timed out")}));
+            }
+        } else {
+            st.missed.insert(rep_id.to_string(), 0);
+        }
+        step.event(
+            format!("rep:{rep_id}"),
+            "offer_ended",
+            json!({"offer_id": offer_id, "handoff_id": o.id, "how": how}),
+        );
+        trace(
+            &mut o,
+            at,
+            how,
+            json!({"rep": rep_id, "offer_id": offer_id, "after_ms": at - offered_ms}),
+        );
+        o.doc.tried.push(rep_id.to_string());
+        o.doc.offer = None;
+        self.offer_next(st, &engine.policy, &mut o, at, &mut step);
+        step.handoff(&o);
+        if self.store_step(step).await? {
+            st.open.insert(o.id.clone(), o);
+            Ok(true)
+        } else {
+            st.loaded = false;
+            Ok(false)
+        }
+    }
+
+    /// Fires one claimed timer.
+    async fn fire(&self, t: &TimerRow) -> Result<(), ApiError> {
+        let engine = self.engine();
+        let mut st = self.router_state().await?;
+        let at = now_ms();
+        match t.kind.as_str() {
+            ACCEPT => {
+                let offers = self.store.offers(None).await?;
+                if let Some(offer) = offers.iter().find(|x| x.id == t.subject) {
+                    self.offer_ended(&mut st, &offer.id, &offer.rep_id, "timed_out")
+                        .await?;
+                }
+            }
+            TARGET => {
+                let id = t.subject.trim_end_matches("#target").to_string();
+                let Some(mut o) = st.open.get(&id).cloned() else {
+                    return Ok(());
+                };
+                if !matches!(o.state.as_str(), "queued" | "offered") {
+                    return Ok(());
+                }
+                let mut step = Step::new(&self.conversations, at);
+                self.cancel_offer(&mut st, &mut o, at, &mut step).await?;
+                let target = o.doc.target;
+                trace(&mut o, at, "target_timeout", json!({ "target": target }));
+                o.doc.target += 1;
+                self.enter_target(&mut st, &engine.policy, &mut o, at, &mut step);
+                step.handoff(&o);
+                if self.store_step(step).await? {
+                    if matches!(o.state.as_str(), "queued" | "offered" | "human") {
+                        st.open.insert(id, o);
+                    } else {
+                        st.open.remove(&id);
+                    }
+                } else {
+                    st.loaded = false;
+                }
+            }
+            SLA_ACCEPT | SLA_FIRST_MESSAGE => {
+                let id = t
+                    .subject
+                    .trim_end_matches("#sla")
+                    .trim_end_matches("#first")
+                    .to_string();
+                let Some(mut o) = st.open.get(&id).cloned() else {
+                    return Ok(());
+                };
+                let breached = if t.kind == SLA_ACCEPT {
+                    o.state != "human"
+                } else {
+                    o.state == "human" && o.doc.first_message_ms.is_none()
+                };
+                if !breached {
+                    return Ok(());
+                }
+                let mut step = Step::new(&self.conversations, at);
+                o.doc.sla_breaches.push(t.kind.clone());
+                // Tell the on-call reps and the managers of the queue's reps.
+                let mut told: Vec<String> = st
+                    .reps
+                    .iter()
+                    .filter(|r| r.rep.on_call)
+                    .map(|r| r.id.clone())
+                    .collect();
+                if let Some(rep) = &o.doc.rep
+                    && let Some(m) = st
+                        .reps
+                        .iter()
+                        .find(|r| &r.id == rep)
+                        .and_then(|r| r.rep.manager.clone())
+                {
+                    told.push(m);
+                }
+                told.sort();
+                told.dedup();
+                trace(
+                    &mut o,
+                    at,
+                    "sla_breached",
+                    json!({"sla": t.kind, "notified": told}),
+                );
+                for r in &told {
+                    step.event(format!("rep:{r}"), "sla_breached", json!({"handoff_id": o.id, "conversation_id": o.doc.conversation_id, "sla": t.kind}));
+                }
+                if t.kind == SLA_ACCEPT && matches!(o.state.as_str(), "queued" | "offered") {
+                    // Escalate: the next target now.
+                    self.cancel_offer(&mut st, &mut o, at, &mut step).await?;
+                    o.doc.target += 1;
+                    self.enter_target(&mut st, &engine.policy, &mut o, at, &mut step);
+                }
+                step.handoff(&o);
+                if self.store_step(step).await? {
+                    if matches!(o.state.as_str(), "queued" | "offered" | "human") {
+                        st.open.insert(id, o);
+                    } else {
+                        st.open.remove(&id);
+                    }
+                } else {
+                    st.loaded = false;
+                }
+            }
+            PRESENCE => {
+                let rep = t.subject.trim_start_matches("presence#").to_string();
+                let beat = st.heartbeat_ms.get(&rep).copied().unwrap_or(0);
+                let away_after = engine.policy.routing.away_after.as_millis() as i64;
+                let silent = at - beat >= away_after;
+                let available = st
+                    .reps
+                    .iter()
+                    .any(|r| r.id == rep && r.presence == Presence::Available);
+                if silent && available {
+                    let mut step = Step::new(&self.conversations, at);
+                    if let Some(r) = st.reps.iter_mut().find(|r| r.id == rep) {
+                        r.presence = Presence::Away;
+                    }
+                    let missed = st.missed.get(&rep).copied().unwrap_or(0);
+                    step.change.reps.push((rep.clone(), "away".into(), missed));
+                    step.event(
+                        format!("rep:{rep}"),
+                        "presence",
+                        json!({"presence": "away", "why": "no heartbeat"}),
+                    );
+                    self.store_step(step).await?;
+                } else if available {
+                    let mut step = Step::new(&self.conversations, at);
+                    step.change.timers.push(TimerRow {
+                        id: new_id(),
+                        kind: PRESENCE.into(),
+                        subject: format!("presence#{rep}"),
+                        due_ms: beat + away_after,
+                    });
+                    self.store_step(step).await?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Withdraws a pending offer (the handoff moves on).
+    async fn cancel_offer(
+        &self,
+        st: &mut RouterState,
+        o: &mut Open,
+        at: i64,
+        step: &mut Step<'_>,
+    ) -> Result<(), ApiError> {
+        if let Some(offer_id) = o.doc.offer.take() {
+            if let Some(offer) = self
+                .store
+                .offers(Some(&o.id))
+                .await?
+                .into_iter()
+                .find(|x| x.id == offer_id)
+            {
+                if let Some(r) = st.reps.iter_mut().find(|r| r.id == offer.rep_id) {
+                    r.load = r.load.saturating_sub(1);
+                }
+                step.event(
+                    format!("rep:{}", offer.rep_id),
+                    "offer_ended",
+                    json!({"offer_id": offer.id, "handoff_id": o.id, "how": "cancelled"}),
+                );
+                step.change.offers.push(OfferRow {
+                    state: "cancelled".into(),
+                    answered_ms: Some(at),
+                    ..offer
+                });
+            }
+            step.change.cancel_timers.push(offer_id);
+        }
+        Ok(())
+    }
+
+    /// Fires due timers until none is left; returns when the next one is due.
+    pub(crate) async fn fire_due(&self) -> Result<Option<i64>, ApiError> {
+        loop {
+            let at = now_ms();
+            let due = self.store.claim_timers(at, at + LEASE_MS, 64).await?;
+            if due.is_empty() {
+                return Ok(self.store.next_timer().await?);
+            }
+            for t in &due {
+                if let Err(e) = self.fire(t).await {
+                    tracing::warn!(timer = %t.id, kind = %t.kind, "timer failed: {e:?}");
+                    continue;
+                }
+                self.store.finish_timer(&t.id, at).await?;
+            }
+        }
+    }
+}
+
+/// Runs the node's timers until the process ends.
+pub(crate) fn spawn_timers<S: Store>(app: App<S>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let next = match app.fire_due().await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!("timers: {e:?}");
+                    Some(now_ms() + 1000)
+                }
+            };
+            // Timers added by another node are found within a second.
+            let wait = next.map_or(1000, |n| (n - now_ms()).clamp(0, 1000));
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_millis(wait as u64)) => {}
+                _ = app.router.wake.notified() => {}
+            }
+        }
+    })
+}
+
+// ---- HTTP
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PresenceBody {
+    presence: String,
+}
+
+/// `PUT /v1/reps/{id}`: creates or replaces a rep's attributes.
+pub(crate) async fn put_rep<S: Store>(
+    State(app): State<App<S>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    authenticate(&app, &headers).await?.require_admin()?;
+    valid_id(&id)?;
+    let body = body_bytes(body)?;
+    let rep: Rep = parse_json(&body, "a rep")?;
+    let engine = app.engine();
+    rep.validate(&engine.policy.calendars)
+        .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_rep", &m))?;
+    let attrs = serde_json::to_string(&rep).unwrap_or_default();
+    let mut st = app.router_state().await?;
+    let at = now_ms();
+    let row = app.store.put_rep(&id, &attrs, at, &rfc3339(at)).await?;
+    match st.reps.iter_mut().find(|r| r.id == id) {
+        Some(r) => r.rep = rep.clone(),
+        None => {
+            st.heartbeat_ms.insert(id.clone(), at);
+            st.reps.push(RepState {
+                id: id.clone(),
+                rep: rep.clone(),
+                presence: Presence::parse(&row.presence).unwrap_or(Presence::Offline),
+                load: 0,
+                last_offer: None,
+            });
+        }
+    }
+    forget_members(&mut st);
+    app.drain(&mut st).await?;
+    Ok(axum::Json(rep_out(&st, &id)).into_response())
+}
+
+fn rep_out(st: &RouterState, id: &str) -> serde_json::Value {
+    match st.reps.iter().find(|r| r.id == id) {
+        Some(r) => json!({
+            "id": r.id,
+            "attributes": r.rep,
+            "presence": r.presence.as_str(),
+            "load": r.load,
+            "missed_offers": st.missed.get(id).copied().unwrap_or(0),
+            "queues": st.members.iter().filter(|(_, m)| st.reps.iter().position(|x| x.id == id).is_some_and(|i| m.get(i).copied().unwrap_or(false))).map(|(q, _)| q.clone()).collect::<Vec<_>>(),
+        }),
+        None => json!(null),
+    }
+}
+
+/// `GET /v1/reps/{id}`.
+pub(crate) async fn get_rep<S: Store>(
+    State(app): State<App<S>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authenticate(&app, &headers).await?.require_rep(&id)?;
+    valid_id(&id)?;
+    let engine = app.engine();
+    let mut st = app.router_state().await?;
+    refresh_members(&mut st, &engine.policy);
+    if !st.reps.iter().any(|r| r.id == id) {
+        return Err(ApiError::not_found("rep", &id));
+    }
+    Ok(axum::Json(rep_out(&st, &id)).into_response())
+}
+
+/// `GET /v1/reps`.
+pub(crate) async fn list_reps<S: Store>(
+    State(app): State<App<S>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authenticate(&app, &headers).await?;
+    let engine = app.engine();
+    let mut st = app.router_state().await?;
+    refresh_members(&mut st, &engine.policy);
+    let reps: Vec<serde_json::Value> = st.reps.iter().map(|r| rep_out(&st, &r.id)).collect();
+    Ok(axum::Json(json!({ "reps": reps })).into_response())
+}
+
+/// `PUT /v1/reps/{id}/presence`: available, busy, away, offline. Also the heartbeat.
+pub(crate) async fn put_presence<S: Store>(
+    State(app): State<App<S>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    authenticate(&app, &headers).await?.require_rep(&id)?;
+    valid_id(&id)?;
+    let body = body_bytes(body)?;
+    let b: PresenceBody = parse_json(&body, "a presence")?;
+    let presence = Presence::parse(&b.presence).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_presence",
+            "presence must be available, busy, away or offline",
+        )
+        .field("presence")
+    })?;
+    let engine = app.engine();
+    let mut st = app.router_state().await?;
+    if !st.reps.iter().any(|r| r.id == id) {
+        return Err(ApiError::not_found("rep", &id));
+    }
+    let at = now_ms();
+    app.store
+        .set_presence(&id, presence.as_str(), at, &rfc3339(at))
+        .await?;
+    st.heartbeat_ms.insert(id.clone(), at);
+    st.missed.insert(id.clone(), 0);
+    if let Some(r) = st.reps.iter_mut().find(|r| r.id == id) {
+        r.presence = presence;
+    }
+    if presence == Presence::Available {
+        let mut step = Step::new(&app.conversations, at);
+        step.change.cancel_timers.push(format!("presence#{id}"));
+        step.change.timers.push(TimerRow {
+            id: new_id(),
+            kind: PRESENCE.into(),
+            subject: format!("presence#{id}"),
+            due_ms: at + engine.policy.routing.away_after.as_millis() as i64,
+        });
+        step.event(
+            format!("rep:{id}"),
+            "presence",
+            json!({"presence": "available"}),
+        );
+        app.store_step(step).await?;
+        app.drain(&mut st).await?;
+    }
+    Ok(axum::Json(rep_out(&st, &id)).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ActBody {
+    /// The rep acting; taken from a rep key when omitted.
+    rep: Option<String>,
+    outcome: Option<String>,
+    reason: Option<String>,
+    converted: Option<bool>,
+    value: Option<f64>,
+    verdict: Option<String>,
+    note: Option<String>,
+}
+
+const VERDICTS: [&str; 5] = ["right", "too_early", "too_late", "wrong_queue", "unneeded"];
+
+/// `POST /v1/handoffs/{id}/{accept|decline|resolve|hand-back}`.
+pub(crate) async fn act<S: Store>(
+    State(app): State<App<S>>,
+    Path((id, action)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    let caller = authenticate(&app, &headers).await?;
+    valid_id(&id)?;
+    let body = body_bytes(body)?;
+    let b: ActBody = if body.iter().all(u8::is_ascii_whitespace) {
+        ActBody::default()
+    } else {
+        parse_json(&body, "a handoff action")?
+    };
+    let rep = match (&b.rep, caller.role.as_str()) {
+        (Some(r), _) => r.clone(),
+        (None, "rep") => caller.name.clone(),
+        (None, _) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "missing_field",
+                "name the acting rep: {\"rep\": \"ID\"}",
+            )
+            .field("rep"));
+        }
+    };
+    caller.require_rep(&rep)?;
+    if let Some(v) = &b.verdict
+        && !VERDICTS.contains(&v.as_str())
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_verdict",
+            &format!("verdict must be one of {}", VERDICTS.join(", ")),
+        )
+        .field("verdict"));
+    }
+    let mut st = app.router_state().await?;
+    let Some(o) = st.open.get(&id).cloned() else {
+        return match app.store.handoff(&id).await? {
+            Some(h) => Err(ApiError::conflict(
+                &format!("handoff {id} is {}; nothing to {action}", h.state),
+                &h.state,
+                0,
+            )),
+            None => Err(ApiError::not_found("handoff", &id)),
+        };
+    };
+    let at = now_ms();
+    let offer = match &o.doc.offer {
+        Some(offer_id) => app
+            .store
+            .offers(Some(&id))
+            .await?
+            .into_iter()
+            .find(|x| &x.id == offer_id),
+        None => None,
+    };
+    let offered_to_rep = offer
+        .as_ref()
+        .is_some_and(|x| x.rep_id == rep && x.state == "pending");
+    match action.as_str() {
+        "accept" => {
+            if !offered_to_rep {
+                return Err(ApiError::conflict(
+                    &format!(
+                        "handoff {id} is not offered to rep {rep} (it is {})",
+                        o.state
+                    ),
+                    &o.state,
+                    o.doc.epoch.max(0) as u64,
+                ));
+            }
+            let offer = offer.expect("checked above");
+            let mut o = o;
+            let mut step = Step::new(&app.conversations, at);
+            step.change.offers.push(OfferRow {
+                state: "accepted".into(),
+                answered_ms: Some(at),
+                ..offer.clone()
+            });
+            step.change.cancel_timers.push(offer.id.clone());
+            step.change.cancel_timers.push(format!("{id}#target"));
+            step.change.cancel_timers.push(format!("{id}#sla"));
+            o.doc.offer = None;
+            o.doc.rep = Some(rep.clone());
+            o.doc.accepted_ms = Some(at);
+            o.state = "human".into();
+            let engine = app.engine();
+            let name = st
+                .reps
+                .iter()
+                .find(|r| r.id == rep)
+                .map(|r| r.rep.name.clone())
+                .unwrap_or_default();
+            let kept = o
+                .doc
+                .eta_promised
+                .map(|(eta, since)| at - since <= (eta as i64) * 1000);
+            let waited = at - o.doc.created_ms;
+            trace(
+                &mut o,
+                at,
+                "accepted",
+                json!({"rep": rep, "after_ms": at - offer.offered_ms, "time_to_human_ms": waited, "eta_kept": kept}),
+            );
+            if let Some(q) = engine
+                .policy
+                .routing
+                .queue(&offer.queue)
+                .map(|i| &engine.policy.routing.queues[i])
+                && let Some(d) = q.sla_first_message
+            {
+                step.change.timers.push(TimerRow {
+                    id: new_id(),
+                    kind: SLA_FIRST_MESSAGE.into(),
+                    subject: format!("{id}#first"),
+                    due_ms: sla_due(&engine.policy, &q.sla_hours, ts(at), d),
+                });
+            }
+            step.own(&mut o, "human");
+            step.event(
+                format!("conversation:{}", o.doc.conversation_id),
+                "rep_joined",
+                json!({"handoff_id": id, "rep": rep, "name": name}),
+            );
+            step.event(
+                format!("rep:{rep}"),
+                "accepted",
+                json!({"handoff_id": id, "conversation_id": o.doc.conversation_id}),
+            );
+            step.handoff(&o);
+            if !app.store_step(step).await? {
+                st.loaded = false;
+                return Err(ApiError::conflict(
+                    "the conversation changed meanwhile; try again",
+                    &o.state,
+                    o.doc.epoch.max(0) as u64,
+                ));
+            }
+            st.accept_times.push(at - offer.offered_ms);
+            if st.accept_times.len() > 50 {
+                st.accept_times.remove(0);
+            }
+            st.missed.insert(rep.clone(), 0);
+            st.open.insert(id.clone(), o.clone());
+            Ok(axum::Json(handoff_out(&id, &o)).into_response())
+        }
+        "decline" => {
+            if !offered_to_rep {
+                return Err(ApiError::conflict(
+                    &format!(
+                        "handoff {id} is not offered to rep {rep} (it is {})",
+                        o.state
+                    ),
+                    &o.state,
+                    o.doc.epoch.max(0) as u64,
+                ));
+            }
+            let offer = offer.expect("checked above");
+            app.offer_ended(&mut st, &offer.id, &rep, "declined")
+                .await?;
+            let o = st.open.get(&id).cloned().unwrap_or(o);
+            Ok(axum::Json(handoff_out(&id, &o)).into_response())
+        }
+        "resolve" | "hand-back" => {
+            if o.state != "human" || o.doc.rep.as_deref() != Some(rep.as_str()) {
+                return Err(ApiError::conflict(
+                    &format!("handoff {id} is not held by rep {rep} (it is {})", o.state),
+                    &o.state,
+                    o.doc.epoch.max(0) as u64,
+                ));
+            }
+            let mut o = o;
+            let mut step = Step::new(&app.conversations, at);
+            let (state, step_name) = if action == "resolve" {
+                ("resolved", "resolved")
+            } else {
+                ("handed_back", "handed_back")
+            };
+            if action == "resolve" && b.outcome.is_none() {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "missing_field",
+                    "resolve needs an outcome",
+                )
+                .field("outcome"));
+            }
+            o.doc.outcome = Some(
+                json!({"outcome": b.outcome, "reason": b.reason, "converted": b.converted, "value": b.value, "verdict": b.verdict}),
+            );
+            o.doc.note = b.note.clone();
+            o.state = state.into();
+            trace(
+                &mut o,
+                at,
+                step_name,
+                json!({"rep": rep, "outcome": b.outcome, "verdict": b.verdict, "note": b.note}),
+            );
+            step.change.cancel_timers.push(format!("{id}#first"));
+            step.own(&mut o, state);
+            if action == "hand-back" {
+                step.event(
+                    format!("conversation:{}", o.doc.conversation_id),
+                    "handed_back",
+                    json!({"handoff_id": id, "note": b.note}),
+                );
+            }
+            step.handoff(&o);
+            if !app.store_step(step).await? {
+                st.loaded = false;
+                return Err(ApiError::conflict(
+                    "the conversation changed meanwhile; try again",
+                    &o.state,
+                    o.doc.epoch.max(0) as u64,
+                ));
+            }
+            if let Some(r) = st.reps.iter_mut().find(|r| r.id == rep) {
+                r.load = r.load.saturating_sub(1);
+            }
+            st.open.remove(&id);
+            app.drain(&mut st).await?;
+            Ok(axum::Json(handoff_out(&id, &o)).into_response())
+        }
+        _ => Err(ApiError::not_found("action", &action)),
+    }
+}
+
+fn handoff_out(id: &str, o: &Open) -> serde_json::Value {
+    json!({
+        "id": id,
+        "state": o.state,
+        "conversation_id": o.doc.conversation_id,
+        "epoch": o.doc.epoch,
+        "rep": o.doc.rep,
+        "route": o.doc.route,
+        "target": o.doc.target,
+        "offer_id": o.doc.offer,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MessageBody {
+    rep: Option<String>,
+    text: String,
+}
+
+/// `POST /v1/conversations/{id}/messages`: the rep who holds the conversation writes to the
+/// visitor.
+pub(crate) async fn post_message<S: Store>(
+    State(app): State<App<S>>,
+    Path(conversation): Path<String>,
+    headers: HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    let caller = authenticate(&app, &headers).await?;
+    valid_id(&conversation)?;
+    let body = body_bytes(body)?;
+    let b: MessageBody = parse_json(&body, "a message")?;
+    let rep = b
+        .rep
+        .clone()
+        .or_else(|| (caller.role == "rep").then(|| caller.name.clone()))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "missing_field",
+                "name the rep: {\"rep\": \"ID\"}",
+            )
+            .field("rep")
+        })?;
+    caller.require_rep(&rep)?;
+    if b.text.trim().is_empty() || b.text.len() > crate::MAX_TEXT_CHARS {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_text",
+            "text must be non-empty and at most the text limit",
+        )
+        .field("text"));
+    }
+    let mut st = app.router_state().await?;
+    let Some(mut o) = st
+        .open
+        .values()
+        .find(|o| o.doc.conversation_id == conversation && o.state == "human")
+        .cloned()
+    else {
+        return Err(ApiError::conflict(
+            "no rep holds this conversation",
+            "unknown",
+            0,
+        ));
+    };
+    if o.doc.rep.as_deref() != Some(rep.as_str()) {
+        return Err(ApiError::conflict(
+            &format!("rep {rep} does not hold this conversation"),
+            &o.state,
+            o.doc.epoch.max(0) as u64,
+        ));
+    }
+    let at = now_ms();
+    let mut step = Step::new(&app.conversations, at);
+    if o.doc.first_message_ms.is_none() {
+        o.doc.first_message_ms = Some(at);
+        let after = o.doc.accepted_ms.map(|a| at - a);
+        trace(
+            &mut o,
+            at,
+            "first_message",
+            json!({"rep": rep, "after_accept_ms": after}),
+        );
+        step.change.cancel_timers.push(format!("{}#first", o.id));
+    }
+    step.event(
+        format!("conversation:{conversation}"),
+        "message",
+        json!({"rep": rep, "text": b.text, "handoff_id": o.id}),
+    );
+    step.handoff(&o);
+    app.store_step(step).await?;
+    st.open.insert(o.id.clone(), o);
+    Ok((StatusCode::ACCEPTED, axum::Json(json!({"status": "sent"}))).into_response())
+}
+
+/// Visitor turns while a rep holds the conversation reach the rep's stream.
+pub(crate) async fn visitor_message<S: Store>(app: &App<S>, conversation: &str, text: &str) {
+    let Ok(st) = app.router_state().await else {
+        return;
+    };
+    let Some(o) = st.open.values().find(|o| {
+        o.doc.conversation_id == conversation && matches!(o.state.as_str(), "human" | "offered")
+    }) else {
+        return;
+    };
+    let Some(rep) = o.doc.rep.clone() else {
+        return;
+    };
+    let mut step = Step::new(&app.conversations, now_ms());
+    step.event(
+        format!("rep:{rep}"),
+        "visitor_message",
+        json!({"conversation_id": conversation, "handoff_id": o.id, "text": text}),
+    );
+    drop(st);
+    let _ = app.store_step(step).await;
+}
+
+/// `GET /v1/handoffs/{id}/routing`: the handoff's routing trace.
+pub(crate) async fn get_routing<S: Store>(
+    State(app): State<App<S>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authenticate(&app, &headers).await?;
+    valid_id(&id)?;
+    let doc = app
+        .store
+        .handoff_routing(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("handoff", &id))?;
+    let doc: serde_json::Value = serde_json::from_str(&doc).unwrap_or(json!({}));
+    let offers: Vec<serde_json::Value> = app
+        .store
+        .offers(Some(&id))
+        .await?
+        .into_iter()
+        .map(|o| json!({"id": o.id, "rep": o.rep_id, "queue": o.queue, "state": o.state, "offered_at": rfc3339(o.offered_ms), "answered_at": o.answered_ms.map(rfc3339), "after_ms": o.answered_ms.map(|a| a - o.offered_ms)}))
+        .collect();
+    Ok(axum::Json(json!({"handoff_id": id, "routing": doc, "offers": offers})).into_response())
+}
+
+/// `GET /v1/handoffs/{id}/slots`: the soonest meeting slots with a suitable rep.
+pub(crate) async fn get_slots<S: Store>(
+    State(app): State<App<S>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authenticate(&app, &headers).await?;
+    valid_id(&id)?;
+    let engine = app.engine();
+    let mut st = app.router_state().await?;
+    let doc = app
+        .store
+        .handoff_routing(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("handoff", &id))?;
+    let doc: Doc = serde_json::from_str(&doc).unwrap_or_default();
+    refresh_members(&mut st, &engine.policy);
+    let o = Open {
+        id: id.clone(),
+        state: String::new(),
+        doc,
+    };
+    let mut slots = app.slots_for(&st, &engine.policy, &o, now_ms(), 12);
+    // Drop the slots that collide with meetings booked since.
+    let mut free = Vec::new();
+    for (t, rep) in slots.drain(..) {
+        let booked = app.store.meetings(&rep, t).await?;
+        let end = t + engine.policy.routing.slot.as_millis() as i64;
+        if booked.iter().all(|m| end <= m.starts_ms || t >= m.ends_ms) {
+            free.push(json!({"start": rfc3339(t), "end": rfc3339(end), "rep": rep}));
+        }
+    }
+    Ok(axum::Json(json!({"handoff_id": id, "slots": free})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MeetingBody {
+    start: String,
+    rep: String,
+}
+
+/// `POST /v1/handoffs/{id}/meeting`: books a slot; the rep is assigned.
+pub(crate) async fn post_meeting<S: Store>(
+    State(app): State<App<S>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    authenticate(&app, &headers).await?;
+    valid_id(&id)?;
+    let body = body_bytes(body)?;
+    let b: MeetingBody = parse_json(&body, "a meeting")?;
+    let start: Timestamp = b.start.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_start",
+            "start must be an RFC 3339 time",
+        )
+        .field("start")
+    })?;
+    let engine = app.engine();
+    let st = app.router_state().await?;
+    let Some(rep) = st.reps.iter().find(|r| r.id == b.rep) else {
+        return Err(ApiError::not_found("rep", &b.rep));
+    };
+    let doc = app
+        .store
+        .handoff_routing(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("handoff", &id))?;
+    let mut doc: Doc = serde_json::from_str(&doc).unwrap_or_default();
+    let h = app
+        .store
+        .handoff(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("handoff", &id))?;
+    if h.state != "scheduled" && h.state != "follow_up" && h.state != "queued" {
+        return Err(ApiError::conflict(
+            &format!(
+                "handoff {id} is {}; a meeting is booked for a waiting or scheduled handoff",
+                h.state
+            ),
+            &h.state,
+            0,
+        ));
+    }
+    let len = engine.policy.routing.slot;
+    let end = start.checked_add(len).unwrap_or(start);
+    let open = rep
+        .rep
+        .hours
+        .as_ref()
+        .and_then(|c| engine.policy.calendars.get(c))
+        .is_none_or(|c| c.is_open(start) && c.open_duration(start, end) >= len);
+    let clash = app
+        .store
+        .meetings(&b.rep, start.as_millisecond())
+        .await?
+        .iter()
+        .any(|m| !(end.as_millisecond() <= m.starts_ms || start.as_millisecond() >= m.ends_ms));
+    if !open || clash || start <= Timestamp::now() {
+        return Err(ApiError::conflict(
+            "that slot is not free with this rep; GET the slots again",
+            &h.state,
+            0,
+        ));
+    }
+    let at = now_ms();
+    let mut step = Step::new(&app.conversations, at);
+    let meeting = MeetingRow {
+        id: new_id(),
+        handoff_id: id.clone(),
+        rep_id: b.rep.clone(),
+        starts_ms: start.as_millisecond(),
+        ends_ms: end.as_millisecond(),
+        created_at: rfc3339(at),
+    };
+    doc.rep = Some(b.rep.clone());
+    let mut o = Open {
+        id: id.clone(),
+        state: "scheduled".into(),
+        doc,
+    };
+    trace(
+        &mut o,
+        at,
+        "meeting_booked",
+        json!({"rep": b.rep, "start": start.to_string()}),
+    );
+    step.change.meetings.push(meeting.clone());
+    step.event(
+        format!("rep:{}", b.rep),
+        "meeting_booked",
+        json!({"handoff_id": id, "start": start.to_string(), "end": end.to_string()}),
+    );
+    step.event(
+        format!("conversation:{}", o.doc.conversation_id),
+        "meeting_booked",
+        json!({"handoff_id": id, "rep": b.rep, "start": start.to_string()}),
+    );
+    step.handoff(&o);
+    drop(st);
+    app.store_step(step).await?;
+    Ok((StatusCode::CREATED, axum::Json(json!({"meeting_id": meeting.id, "handoff_id": id, "rep": b.rep, "start": start.to_string(), "end": end.to_string()}))).into_response())
+}
+
+// ---- streams
+
+fn stream_response<S: Store>(app: App<S>, stream: String, headers: &HeaderMap) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let after: i64 = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(256);
+    let mut live = app.router.events.subscribe();
+    tokio::spawn(async move {
+        // Subscribed first, then the stored backlog: nothing falls between the two.
+        let mut last = after;
+        loop {
+            let Ok(rows) = app.store.stream_events(&stream, last, 500).await else {
+                return;
+            };
+            if rows.is_empty() {
+                break;
+            }
+            for r in rows {
+                last = r.seq;
+                if tx
+                    .send(
+                        Event::default()
+                            .id(r.seq.to_string())
+                            .event(r.kind)
+                            .data(r.data),
+                    )
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+        loop {
+            match live.recv().await {
+                Ok(p) if p.stream == stream && p.seq > last => {
+                    last = p.seq;
+                    if tx
+                        .send(
+                            Event::default()
+                                .id(p.seq.to_string())
+                                .event(p.kind)
+                                .data(p.data),
+                        )
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    // Fell behind: read what was missed from the store.
+                    let Ok(rows) = app.store.stream_events(&stream, last, 500).await else {
+                        return;
+                    };
+                    for r in rows {
+                        last = r.seq;
+                        if tx
+                            .send(
+                                Event::default()
+                                    .id(r.seq.to_string())
+                                    .event(r.kind)
+                                    .data(r.data),
+                            )
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+    });
+    let events = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|e| (Ok::<_, std::convert::Infallible>(e), rx))
+    });
+    Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+/// `GET /v1/conversations/{id}/stream`: the visitor side.
+pub(crate) async fn conversation_stream<S: Store>(
+    State(app): State<App<S>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authenticate(&app, &headers).await?;
+    valid_id(&id)?;
+    Ok(stream_response(app, format!("conversation:{id}"), &headers))
+}
+
+/// `GET /v1/reps/{id}/stream`: a rep's offers, accepted handoffs and visitor messages.
+pub(crate) async fn rep_stream<S: Store>(
+    State(app): State<App<S>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authenticate(&app, &headers).await?.require_rep(&id)?;
+    valid_id(&id)?;
+    Ok(stream_response(app, format!("rep:{id}"), &headers))
+}
