@@ -523,10 +523,10 @@ pub fn choose(
             .unwrap_or(0);
         let never = Timestamp::MIN;
         match queue.strategy {
-            Strategy::RoundRobin => (0, 0, share, last.unwrap_or(never), r.id.clone()),
-            Strategy::LeastBusy => (0, load, share, last.unwrap_or(never), r.id.clone()),
-            Strategy::LongestIdle => (0, 0, 0, r.last_offer.unwrap_or(never), r.id.clone()),
-            Strategy::BestSkill => (-skill, load, share, last.unwrap_or(never), r.id.clone()),
+            Strategy::RoundRobin => (0, 0, share, last.unwrap_or(never), r.id.as_str()),
+            Strategy::LeastBusy => (0, load, share, last.unwrap_or(never), r.id.as_str()),
+            Strategy::LongestIdle => (0, 0, 0, r.last_offer.unwrap_or(never), r.id.as_str()),
+            Strategy::BestSkill => (-skill, load, share, last.unwrap_or(never), r.id.as_str()),
         }
     };
     candidates.sort_by_cached_key(key);
