@@ -74,7 +74,7 @@ fn reps() -> Vec<RepState> {
                     manager: None,
                     email: None,
                 },
-                presence: if i % 3 == 0 {
+                presence: if i.is_multiple_of(3) {
                     Presence::Away
                 } else {
                     Presence::Available
