@@ -1613,3 +1613,75 @@ async fn read_stream(
     }
     events
 }
+
+/// A node started, stopped with an offer pending, and a new node on the same database after the
+/// offer's timeout: the late timer fires at once and the next rep is offered the handoff.
+async fn restart_story(first: TestApp, second: impl std::future::Future<Output = TestApp>) {
+    team(&first).await;
+    first.presence("ana", "available").await;
+    first.presence("ben", "available").await;
+    let h = first.ask_for_human("t1").await;
+    let r = first.routing_when(&h, |r| pending(r).is_some()).await;
+    assert_eq!(pending(&r).as_deref(), Some("ana"));
+    first.finish_node().await;
+    // The offer's one-second timeout passes while no node runs.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let second = second.await;
+    let r = second
+        .routing_when(&h, |r| pending(r).as_deref() == Some("ben"))
+        .await;
+    assert_eq!(
+        offer_states(&r),
+        [
+            ("ana".into(), "timed_out".into()),
+            ("ben".into(), "pending".into())
+        ]
+    );
+    // Fired once: exactly one timed_out step in the trace.
+    let steps = r["routing"]["trace"]
+        .as_array()
+        .map(|t| t.iter().filter(|s| s["step"] == "timed_out").count());
+    assert_eq!(steps, Some(1), "{r:#}");
+    second.finish().await;
+}
+
+#[tokio::test]
+async fn a_restart_loses_no_timer() {
+    let path = temp_dir().join("baton.db");
+    let store = SqliteStore::open(&path).await.expect("sqlite");
+    store.migrate().await.expect("migrate");
+    let first = TestApp::spawn_policy(store, ROUTING_POLICY).await;
+    restart_story(first, async {
+        let store = SqliteStore::open(&path).await.expect("reopen");
+        TestApp::serve_with(store, baton_server::DEFAULT_CACHED_TURNS, ROUTING_POLICY).await
+    })
+    .await;
+
+    let Ok(url) = std::env::var("BATON_TEST_DATABASE_URL") else {
+        assert!(std::env::var("BATON_REQUIRE_PG").is_err());
+        eprintln!("notice: BATON_TEST_DATABASE_URL is not set; the restart runs on SQLite only");
+        return;
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let name = format!("baton_api_restart_{}_{nanos}", std::process::id());
+    let admin = sqlx::PgPool::connect(&url).await.expect("PostgreSQL");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .expect("create database");
+    let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
+    let db = format!("{base}/{name}");
+    let pg = PgStore::connect(&db).await.expect("connect");
+    pg.migrate().await.expect("migrate");
+    let first = TestApp::spawn_policy(pg, ROUTING_POLICY).await;
+    restart_story(first, async {
+        let pg = PgStore::connect(&db).await.expect("reconnect");
+        let mut app =
+            TestApp::serve_with(pg, baton_server::DEFAULT_CACHED_TURNS, ROUTING_POLICY).await;
+        app.pg = Some((admin, name.clone()));
+        app
+    })
+    .await;
+}

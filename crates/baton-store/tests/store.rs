@@ -504,3 +504,104 @@ async fn sqlite_data_survives_reopening() {
         .expect("exists");
     assert_eq!(c.turns[0].text, "remember me");
 }
+
+/// Timers fire once: two nodes claim due timers at the same time (on PostgreSQL with
+/// `FOR UPDATE SKIP LOCKED`), each fires what it claimed, and every timer is marked fired by
+/// exactly one of them. A node that dies after claiming loses its lease, and the timer is
+/// claimed again; the late node's own finish is then refused.
+async fn timers_fire_once_across_two_nodes<S: Store + Clone>(a: &S, b: &S) {
+    use baton_store::{RoutingChange, TimerRow};
+    // Randomised rounds: timer counts and due times from a fixed-seed generator.
+    let mut seed: u64 = 0x5EED;
+    let mut next = move || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        seed >> 33
+    };
+    for round in 0..5 {
+        let n = 20 + (next() % 60) as usize;
+        let timers: Vec<TimerRow> = (0..n)
+            .map(|i| TimerRow {
+                id: format!("r{round}-t{i}"),
+                kind: "accept".into(),
+                subject: format!("s{i}"),
+                due_ms: 1_000 + (next() % 1_000) as i64,
+            })
+            .collect();
+        let change = RoutingChange {
+            at: "2026-11-23T15:00:00Z".into(),
+            timers,
+            ..RoutingChange::default()
+        };
+        assert!(matches!(
+            a.apply(&change).await.expect("apply"),
+            baton_store::Applied::Done { .. }
+        ));
+        let node = |s: S| async move {
+            let mut fired = Vec::new();
+            loop {
+                let got = s.claim_timers(5_000, 10_000, 7).await.expect("claim");
+                if got.is_empty() {
+                    return fired;
+                }
+                for t in got {
+                    if s.finish_timer(&t.id, 5_000).await.expect("finish") {
+                        fired.push(t.id);
+                    }
+                }
+            }
+        };
+        let (x, y) = tokio::join!(node(a.clone()), node(b.clone()));
+        let mut all: Vec<String> = x.iter().chain(&y).cloned().collect();
+        all.sort();
+        let before = all.len();
+        all.dedup();
+        assert_eq!(before, all.len(), "round {round}: a timer fired twice");
+        assert_eq!(all.len(), n, "round {round}: a timer was lost");
+    }
+    // A claim whose lease ran out is claimed again; the first claimant's finish is refused.
+    let change = RoutingChange {
+        at: "2026-11-23T15:00:00Z".into(),
+        timers: vec![TimerRow {
+            id: "lease".into(),
+            kind: "accept".into(),
+            subject: "x".into(),
+            due_ms: 100,
+        }],
+        ..RoutingChange::default()
+    };
+    a.apply(&change).await.expect("apply");
+    assert_eq!(a.claim_timers(200, 300, 10).await.expect("claim").len(), 1);
+    assert!(
+        b.claim_timers(250, 350, 10)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "leased"
+    );
+    let again = b.claim_timers(400, 500, 10).await.expect("claim");
+    assert_eq!(again.len(), 1, "the lease ran out");
+    assert!(b.finish_timer("lease", 400).await.expect("finish"));
+    assert!(!a.finish_timer("lease", 450).await.expect("finish"));
+    assert_eq!(a.next_timer().await.expect("next"), None);
+}
+
+#[tokio::test]
+async fn timers_fire_once() {
+    let (a, dir) = sqlite().await;
+    let b = SqliteStore::open(&dir.path.join("baton.db"))
+        .await
+        .expect("second node");
+    timers_fire_once_across_two_nodes(&a, &b).await;
+    if let Some(pg) = postgres("timers_fire_once").await {
+        let url = std::env::var("BATON_TEST_DATABASE_URL").expect("set");
+        let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
+        let second = PgStore::connect(&format!("{base}/{}", pg.2))
+            .await
+            .expect("second node");
+        timers_fire_once_across_two_nodes(&pg.0, &second).await;
+        second.close().await;
+        drop_pg(pg).await;
+    }
+}
