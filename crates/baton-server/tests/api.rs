@@ -1685,3 +1685,109 @@ async fn a_restart_loses_no_timer() {
     })
     .await;
 }
+
+/// Invariants under random operations (fixed seeds): a handoff never has two pending offers,
+/// no rep holds more than its capacity in pending offers and accepted conversations, and a
+/// conversation has one owner: a human-owned one has exactly one accepted offer.
+#[tokio::test]
+async fn routing_invariants_hold_under_random_operations() {
+    for app in apps_with("invariants", ROUTING_POLICY).await {
+        let caps = [("ana", 1u64), ("ben", 2), ("dee", 1), ("oc", 2)];
+        for (rep, cap) in caps {
+            app.put_rep(
+                rep,
+                json!({"skills": {"sales": 5}, "languages": ["en"], "capacity": cap}),
+            )
+            .await;
+        }
+        let mut seed: u64 = 42;
+        let mut rnd = move |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        let mut handoffs: Vec<String> = Vec::new();
+        let mut acted: std::collections::BTreeMap<&str, usize> = Default::default();
+        for step in 0..60 {
+            match rnd(5) {
+                0 => handoffs.push(app.ask_for_human(&format!("inv{step}")).await),
+                1 => {
+                    let (rep, _) = caps[rnd(4) as usize];
+                    let p = ["available", "available", "away", "offline"][rnd(4) as usize];
+                    let (s, _) = app
+                        .call(
+                            "PUT",
+                            &format!("/v1/reps/{rep}/presence"),
+                            Some(ADMIN_KEY),
+                            json!({ "presence": p }),
+                        )
+                        .await;
+                    assert_eq!(s, 200);
+                }
+                k => {
+                    let Some(h) = handoffs.get(rnd(handoffs.len().max(1) as u64) as usize) else {
+                        continue;
+                    };
+                    let (_, r) = app.get(&format!("/v1/handoffs/{h}/routing")).await;
+                    let (action, rep) = match (k, pending(&r), r["routing"]["rep"].as_str()) {
+                        (2, Some(p), _) => ("accept", p),
+                        (3, Some(p), _) => ("decline", p),
+                        (4, _, Some(holder)) => ("resolve", holder.to_string()),
+                        _ => continue,
+                    };
+                    let (s, b) = app
+                        .act(h, action, &rep, json!({"outcome": "answered"}))
+                        .await;
+                    // A timeout may have moved the offer on meanwhile: 409, never anything else.
+                    assert!(s == 200 || s == 409, "{action} by {rep}: {s} {b}");
+                    if s == 200 {
+                        *acted.entry(action).or_default() += 1;
+                    }
+                }
+            }
+            // Check every invariant on what is stored.
+            let mut held: std::collections::BTreeMap<String, u64> = Default::default();
+            for h in &handoffs {
+                let (_, r) = app.get(&format!("/v1/handoffs/{h}/routing")).await;
+                let offers = r["offers"].as_array().cloned().unwrap_or_default();
+                let pend: Vec<&Value> = offers.iter().filter(|o| o["state"] == "pending").collect();
+                assert!(
+                    pend.len() <= 1,
+                    "step {step}: two pending offers for {h}: {r:#}"
+                );
+                let accepted: Vec<&Value> =
+                    offers.iter().filter(|o| o["state"] == "accepted").collect();
+                assert!(accepted.len() <= 1, "step {step}: accepted twice: {r:#}");
+                let (_, hd) = app.get(&format!("/v1/handoffs/{h}")).await;
+                let conv = hd["conversation_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                let (_, c) = app.get(&format!("/v1/conversations/{conv}")).await;
+                if c["state"] == "human" {
+                    assert_eq!(accepted.len(), 1, "step {step}: human without a rep: {r:#}");
+                    assert!(pend.is_empty(), "step {step}: offered while owned: {r:#}");
+                    *held
+                        .entry(accepted[0]["rep"].as_str().unwrap_or("").into())
+                        .or_default() += 1;
+                }
+                for p in pend {
+                    *held
+                        .entry(p["rep"].as_str().unwrap_or("").into())
+                        .or_default() += 1;
+                }
+            }
+            for (rep, cap) in caps {
+                let n = held.get(rep).copied().unwrap_or(0);
+                assert!(n <= cap, "step {step}: {rep} holds {n} > capacity {cap}");
+            }
+        }
+        assert!(
+            handoffs.len() >= 5 && acted.len() == 3,
+            "the seed exercised too little: {} handoffs, {acted:?}",
+            handoffs.len()
+        );
+        app.finish().await;
+    }
+}
