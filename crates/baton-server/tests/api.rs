@@ -1791,3 +1791,178 @@ async fn routing_invariants_hold_under_random_operations() {
         app.finish().await;
     }
 }
+
+/// Live handoffs never (a calendar with no open hours): the visitor is offered meeting slots
+/// with a rep of the route's queues, in the rep's working hours; one is booked.
+const AFTER_HOURS_POLICY: &str = r#"
+version = 1
+[[trigger]]
+id = "explicit_request"
+when = "signals.human_request"
+reason = "visitor_asked_for_human"
+priority = 900
+action = "handoff"
+[hours.never]
+time_zone = "UTC"
+[hours.office]
+time_zone = "UTC"
+weekdays = ["09:00-17:00"]
+saturday = ["09:00-17:00"]
+sunday = ["09:00-17:00"]
+[routing]
+hours = "never"
+after_hours = "schedule"
+slot = "30m"
+[[queue]]
+id = "sales"
+members = "rep.skills.exists(s, s == 'sales')"
+[[route]]
+id = "everyone"
+targets = [{ queue = "sales", timeout = "5m" }]
+"#;
+
+#[tokio::test]
+async fn after_hours_the_visitor_gets_meeting_slots_and_books_one() {
+    for app in apps_with("afterhours", AFTER_HOURS_POLICY).await {
+        app.put_rep(
+            "ana",
+            json!({"name": "Ana", "skills": {"sales": 5}, "hours": "office"}),
+        )
+        .await;
+        let h = app.ask_for_human("m1").await;
+        let r = app
+            .routing_when(&h, |r| r["routing"]["fallback"] == "schedule")
+            .await;
+        assert!(r["offers"].as_array().is_some_and(Vec::is_empty), "{r:#}");
+        let (_, c) = app.get("/v1/conversations/m1").await;
+        assert_eq!(c["state"], "scheduled", "{c}");
+        let (s, slots) = app.get(&format!("/v1/handoffs/{h}/slots")).await;
+        assert_eq!(s, 200, "{slots}");
+        let list = slots["slots"].as_array().cloned().unwrap_or_default();
+        assert!(!list.is_empty(), "{slots}");
+        let first = list[0].clone();
+        assert_eq!(first["rep"], "ana");
+        let start: jiff::Timestamp = first["start"].as_str().expect("start").parse().expect("ts");
+        let hour = start.to_zoned(jiff::tz::TimeZone::UTC).hour();
+        assert!((9..17).contains(&hour), "inside ana's hours: {first}");
+        // Book it; the same slot cannot be booked twice; a slot outside her hours is refused.
+        let body = json!({"start": first["start"], "rep": "ana"});
+        let (s, b) = app
+            .call(
+                "POST",
+                &format!("/v1/handoffs/{h}/meeting"),
+                Some(KEY),
+                body.clone(),
+            )
+            .await;
+        assert_eq!(s, 201, "{b}");
+        let (s, _) = app
+            .call(
+                "POST",
+                &format!("/v1/handoffs/{h}/meeting"),
+                Some(KEY),
+                body,
+            )
+            .await;
+        assert_eq!(s, 409);
+        let night = start
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .with()
+            .hour(3)
+            .build()
+            .expect("03:00")
+            .timestamp()
+            .checked_add(jiff::SignedDuration::from_hours(24))
+            .expect("ts");
+        let (s, _) = app
+            .call(
+                "POST",
+                &format!("/v1/handoffs/{h}/meeting"),
+                Some(KEY),
+                json!({"start": night.to_string(), "rep": "ana"}),
+            )
+            .await;
+        assert_eq!(s, 409);
+        let (s, b) = app.get(&format!("/v1/handoffs/{h}/slots")).await;
+        assert_eq!(s, 200);
+        assert!(
+            b["slots"]
+                .as_array()
+                .is_some_and(|l| l.iter().all(|x| x["start"] != first["start"])),
+            "the booked slot is no longer offered: {b}"
+        );
+        let (s, _) = app
+            .call(
+                "POST",
+                &format!("/v1/handoffs/{h}/meeting"),
+                Some(KEY),
+                json!({"start": "tomorrow", "rep": "ana"}),
+            )
+            .await;
+        assert_eq!(s, 422);
+        app.finish().await;
+    }
+}
+
+/// Nobody accepts within the queue's SLA: the on-call rep is told, and the handoff escalates
+/// to the route's next target at once.
+const SLA_POLICY: &str = r#"
+version = 1
+[[trigger]]
+id = "explicit_request"
+when = "signals.human_request"
+reason = "visitor_asked_for_human"
+priority = 900
+action = "handoff"
+[[queue]]
+id = "sales"
+members = "rep.skills.exists(s, s == 'sales')"
+accept_timeout = "60s"
+sla_accept = "1s"
+[[queue]]
+id = "backup"
+members = "rep.on_call"
+accept_timeout = "60s"
+[[route]]
+id = "everyone"
+targets = [{ queue = "sales", timeout = "10m" }, { queue = "backup", timeout = "10m" }]
+"#;
+
+#[tokio::test]
+async fn an_sla_breach_escalates_to_the_next_target_and_tells_the_on_call_rep() {
+    for app in apps_with("sla", SLA_POLICY).await {
+        app.put_rep("ana", json!({"skills": {"sales": 5}})).await;
+        app.put_rep("oc", json!({"on_call": true, "capacity": 2}))
+            .await;
+        app.presence("ana", "available").await;
+        app.presence("oc", "available").await;
+        let h = app.ask_for_human("s1").await;
+        let r = app.routing_when(&h, |r| pending(r).is_some()).await;
+        assert_eq!(pending(&r).as_deref(), Some("ana"));
+        // ana does not answer; after 1 s the SLA is breached and oc is offered it.
+        let r = app
+            .routing_when(&h, |r| pending(r).as_deref() == Some("oc"))
+            .await;
+        assert_eq!(
+            offer_states(&r),
+            [
+                ("ana".into(), "cancelled".into()),
+                ("oc".into(), "pending".into())
+            ]
+        );
+        let breach = r["routing"]["trace"]
+            .as_array()
+            .and_then(|t| t.iter().find(|s| s["step"] == "sla_breached"))
+            .cloned()
+            .unwrap_or_else(|| panic!("no breach: {r:#}"));
+        assert_eq!(breach["notified"], json!(["oc"]));
+        let events = read_stream(&app, "/v1/reps/oc/stream", None, ("sla_breached", 1)).await;
+        assert!(
+            events
+                .iter()
+                .any(|(_, k, d)| k == "sla_breached" && d.contains(&h)),
+            "{events:?}"
+        );
+        app.finish().await;
+    }
+}
