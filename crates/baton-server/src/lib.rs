@@ -7,6 +7,9 @@
 //! `{"error": {"code", "message", "field"}}` with the right status, and a rejected request
 //! stores nothing.
 
+// The OpenAPI document is one `json!` literal, deeper than the default limit.
+#![recursion_limit = "512"]
+
 mod conversations;
 mod error;
 mod metrics;

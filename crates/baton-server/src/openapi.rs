@@ -119,6 +119,62 @@ pub fn document() -> Value {
                     "at": {"type": "string", "format": "date-time", "description": "When the first turn happens; turns are 30 s apart"}}})),
                 "responses": responses(ok("One step per turn", json!({"type": "object"})), &["400", "401", "413"]),
             }},
+            "/v1/handoffs/{id}/routing": {"get": {
+                "summary": "The handoff's routing trace: routes evaluated, targets, every rep considered with the reason each was or was not eligible, each offer with its outcome and timing, SLA breaches, ETA promised and kept, outcome",
+                "parameters": [id_param("The handoff id")],
+                "responses": responses(ok("The routing record and offers", json!({"type": "object"})), &["400", "401", "404"]),
+            }},
+            "/v1/handoffs/{id}/{action}": {"post": {
+                "summary": "A rep's answer: `accept` or `decline` a pending offer; `resolve` (outcome, reason, converted, value, verdict) or `hand-back` (note) a conversation the rep holds. A rep key acts for its rep; an admin key names the rep.",
+                "parameters": [id_param("The handoff id"), {"name": "action", "in": "path", "required": true, "schema": {"enum": ["accept", "decline", "resolve", "hand-back"]}}],
+                "requestBody": {"required": false, "content": {"application/json": {"schema": {"type": "object", "additionalProperties": false, "properties": {
+                    "rep": {"type": "string"}, "outcome": {"type": "string"}, "reason": {"type": "string"}, "converted": {"type": "boolean"},
+                    "value": {"type": "number"}, "verdict": {"enum": ["right", "too_early", "too_late", "wrong_queue", "unneeded"]}, "note": {"type": "string"}}}}}},
+                "responses": responses(ok("The handoff now", json!({"type": "object"})), &["400", "401", "403", "404", "409", "422"]),
+            }},
+            "/v1/handoffs/{id}/slots": {"get": {
+                "summary": "The soonest free meeting slots with a rep of the handoff's route, in the reps' working hours",
+                "parameters": [id_param("The handoff id")],
+                "responses": responses(ok("Slots", json!({"type": "object"})), &["400", "401", "404"]),
+            }},
+            "/v1/handoffs/{id}/meeting": {"post": {
+                "summary": "Books a slot with a rep (it must be free and in the rep's hours)",
+                "parameters": [id_param("The handoff id")],
+                "requestBody": json_body(json!({"type": "object", "required": ["start", "rep"], "additionalProperties": false, "properties": {
+                    "start": {"type": "string", "format": "date-time"}, "rep": {"type": "string"}}})),
+                "responses": {"201": {"description": "Booked"}, "400": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}},
+            }},
+            "/v1/reps": {"get": {"summary": "Reps with attributes, presence, load and queues",
+                "responses": responses(ok("Reps", json!({"type": "object"})), &["401"])}},
+            "/v1/reps/{id}": {
+                "get": {"summary": "One rep (admin or the rep's own key)", "parameters": [id_param("The rep id")],
+                    "responses": responses(ok("The rep", json!({"type": "object"})), &["401", "403", "404"])},
+                "put": {"summary": "Create or replace a rep's attributes (admin)", "parameters": [id_param("The rep id")],
+                    "requestBody": json_body(json!({"$ref": "#/components/schemas/Rep"})),
+                    "responses": responses(ok("The rep", json!({"type": "object"})), &["400", "401", "403", "422"])},
+            },
+            "/v1/reps/{id}/presence": {"put": {
+                "summary": "available, busy, away or offline; also the heartbeat (a rep silent for the policy's `away_after` is marked away). Becoming available offers waiting handoffs at once, most urgent and oldest first.",
+                "parameters": [id_param("The rep id")],
+                "requestBody": json_body(json!({"type": "object", "required": ["presence"], "properties": {"presence": {"enum": ["available", "busy", "away", "offline"]}}})),
+                "responses": responses(ok("The rep", json!({"type": "object"})), &["400", "401", "403", "404", "422"]),
+            }},
+            "/v1/reps/{id}/stream": {"get": {
+                "summary": "Server-sent events for a rep: offer, offer_ended, accepted, visitor_message, sla_breached, meeting_booked, presence. Reconnect with Last-Event-ID to get what was missed.",
+                "parameters": [id_param("The rep id")],
+                "responses": {"200": {"description": "text/event-stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}}},
+            }},
+            "/v1/conversations/{id}/stream": {"get": {
+                "summary": "Server-sent events for the visitor side: state, eta, rep_joined, message, fallback, meeting_booked, handed_back. Reconnect with Last-Event-ID to get what was missed.",
+                "parameters": [id_param(conv)],
+                "responses": {"200": {"description": "text/event-stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}}},
+            }},
+            "/v1/conversations/{id}/messages": {"post": {
+                "summary": "The rep who holds the conversation writes to the visitor (pushed on the conversation's stream)",
+                "parameters": [id_param(conv)],
+                "requestBody": json_body(json!({"type": "object", "required": ["text"], "additionalProperties": false, "properties": {"rep": {"type": "string"}, "text": {"type": "string"}}})),
+                "responses": {"202": {"description": "Sent"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}},
+            }},
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
@@ -159,6 +215,20 @@ pub fn document() -> Value {
                     "triggers": {"type": "array", "items": {"type": "string"}, "description": "Every trigger that matched, in priority order"},
                     "signals": {"type": "object", "description": "The conversation's signals, as `baton detect` prints them"},
                     "policy_hash": {"type": "string"}}},
+                "Rep": {"type": "object", "additionalProperties": false, "properties": {
+                    "name": {"type": "string"},
+                    "skills": {"type": "object", "additionalProperties": {"type": "integer"}, "description": "skill name to level"},
+                    "territories": {"type": "array", "items": {"type": "string"}},
+                    "languages": {"type": "array", "items": {"type": "string"}},
+                    "products": {"type": "array", "items": {"type": "string"}},
+                    "deal_band": {"type": "string"},
+                    "time_zone": {"type": "string", "description": "IANA"},
+                    "hours": {"type": "string", "description": "A calendar of the policy's [hours]: when the rep works"},
+                    "capacity": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1},
+                    "on_call": {"type": "boolean"},
+                    "weight": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1},
+                    "manager": {"type": "string"},
+                    "email": {"type": "string"}}},
                 "Handoff": {"type": "object", "properties": {
                     "id": {"type": "string"}, "conversation_id": {"type": "string"}, "seq": {"type": "integer"},
                     "trigger": {"type": ["string", "null"]}, "reason": {"type": ["string", "null"]}, "priority": {"type": ["integer", "null"]},
