@@ -460,6 +460,26 @@ fn context(
     ]
 }
 
+/// Fills a message's `{eta}`: "in about N minutes" from a live estimate, "shortly" without one
+/// (the decision engine leaves `{eta}` for the router, which knows the queues).
+pub fn with_eta(message: &str, eta_seconds: Option<u64>) -> std::borrow::Cow<'_, str> {
+    if !message.contains("{eta}") {
+        return std::borrow::Cow::Borrowed(message);
+    }
+    let phrase = match eta_seconds {
+        None => "shortly".to_string(),
+        Some(s) if s < 60 => "in under a minute".to_string(),
+        Some(s) => {
+            let minutes = s.div_ceil(60);
+            format!(
+                "in about {minutes} minute{}",
+                if minutes == 1 { "" } else { "s" }
+            )
+        }
+    };
+    std::borrow::Cow::Owned(message.replace("{eta}", &phrase))
+}
+
 /// Fills `{name}`-style placeholders; unknown ones are left as written.
 pub fn render(template: &str, values: &HashMap<&str, String>) -> String {
     let mut out = String::with_capacity(template.len());
@@ -489,7 +509,7 @@ pub fn render(template: &str, values: &HashMap<&str, String>) -> String {
 fn default_message(key: &str) -> &'static str {
     match key {
         "handoff" => {
-            "Thanks{comma_name}. I'm bringing in a member of our team who can help with this. They'll have our conversation in front of them, so you won't need to repeat yourself."
+            "Thanks{comma_name}. I'm bringing in a member of our team who can help with this; they should join {eta}. They'll have our conversation in front of them, so you won't need to repeat yourself."
         }
         "waiting" => "A member of our team will be with you shortly.",
         "schedule" => {

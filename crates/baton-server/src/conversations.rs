@@ -481,7 +481,14 @@ pub(crate) async fn post_turn<S: Store>(
         let shown_id = handoff_id
             .clone()
             .or_else(|| open_handoff(&known, &decision));
-        let response = wire::text(&wire::decision_out(&decision, shown_id.as_deref()));
+        let eta = match handoff_id.as_deref() {
+            Some(h) if decision.state == baton_core::decide::State::Queued => {
+                app.estimate_eta(&crate::routing::facts_of(h, &decision, &view))
+                    .await
+            }
+            _ => None,
+        };
+        let response = wire::text(&wire::decision_out(&decision, shown_id.as_deref(), eta));
         let signals = decision
             .turn_signals
             .as_ref()
@@ -869,7 +876,14 @@ pub(crate) async fn post_handoff<S: Store>(
         let shown_id = handoff_id
             .clone()
             .or_else(|| open_handoff(&known, &decision));
-        let response = wire::text(&wire::decision_out(&decision, shown_id.as_deref()));
+        let eta = match handoff_id.as_deref() {
+            Some(h) if decision.state == baton_core::decide::State::Queued => {
+                app.estimate_eta(&crate::routing::facts_of(h, &decision, &known.view))
+                    .await
+            }
+            _ => None,
+        };
+        let response = wire::text(&wire::decision_out(&decision, shown_id.as_deref(), eta));
         let write = Write {
             id: &id,
             known: &known,
@@ -895,6 +909,7 @@ pub(crate) async fn post_handoff<S: Store>(
             Wrote::Moved(_) if req.epoch.is_none() => continue,
             Wrote::Moved(e) => return Err(e),
             Wrote::Done { seq, response } => {
+                route_after_commit(&app, &id, handoff_id.as_deref(), &decision, &known.view);
                 let decided = Decided {
                     seq,
                     at,

@@ -289,7 +289,11 @@ pub(crate) async fn simulate<S: Store>(
             let mut v = match &s.decision {
                 Ok(d) => {
                     let mut v = wire::trace(d);
-                    v["message"] = json!(d.message);
+                    v["message"] = json!(
+                        d.message
+                            .as_deref()
+                            .map(|m| baton_core::decide::with_eta(m, None))
+                    );
                     v["brief"] = d.brief.as_ref().map_or(Value::Null, wire::brief);
                     v
                 }

@@ -903,6 +903,45 @@ fn current_queue<'a>(routing: &'a Routing, o: &Open) -> Option<&'a str> {
     Some(routing.queues[t.queue].id.as_str())
 }
 
+impl<S: Store> App<S> {
+    /// Seconds until a rep is likely to accept a new handoff with these facts, from the live
+    /// state of its route's first queue; `None` when out of hours, unrouted, or nobody could
+    /// take it now.
+    pub(crate) async fn estimate_eta(&self, facts: &HandoffFacts) -> Option<u64> {
+        let engine = self.engine();
+        let policy = &engine.policy;
+        let at = now_ms();
+        if policy.routing.routes.is_empty() || !calendar_open(policy, &policy.routing.hours, ts(at))
+        {
+            return None;
+        }
+        let mut st = self.router_state().await.ok()?;
+        let scope = policy
+            .routing_compiler
+            .scope(
+                [("handoff".to_string(), facts.value())],
+                policy.calendars.clone(),
+                ts(at),
+            )
+            .ok()?;
+        let route = routing::route(&policy.routing, &scope).0?;
+        let o = Open {
+            id: facts.id.clone(),
+            state: "queued".into(),
+            doc: Doc {
+                facts: facts.clone(),
+                priority: facts.priority,
+                created_ms: at,
+                route: Some(policy.routing.routes[route].id.clone()),
+                ..Doc::default()
+            },
+        };
+        let queue = current_queue(&policy.routing, &o)?.to_string();
+        refresh_members(&mut st, policy);
+        self.eta(&st, policy, &queue, &o, at)
+    }
+}
+
 // ---- events from outside: reps, timers
 
 impl<S: Store> App<S> {

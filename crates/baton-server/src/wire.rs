@@ -187,7 +187,7 @@ pub struct DecisionOut<'a> {
     action: &'static str,
     state: &'static str,
     epoch: u64,
-    message: Option<&'a str>,
+    message: Option<std::borrow::Cow<'a, str>>,
     eta_seconds: Option<u64>,
     handoff_id: Option<&'a str>,
     trigger: Option<&'a str>,
@@ -198,16 +198,22 @@ pub struct DecisionOut<'a> {
     policy_hash: &'a str,
 }
 
+/// The answer to a turn; `eta_seconds`, when the router could estimate it, also fills the
+/// message's `{eta}`.
 pub fn decision_out<'a>(
     d: &'a baton_core::decide::Decision,
     handoff_id: Option<&'a str>,
+    eta_seconds: Option<u64>,
 ) -> DecisionOut<'a> {
     DecisionOut {
         action: d.action.as_str(),
         state: d.state.as_str(),
         epoch: d.epoch,
-        message: d.message.as_deref(),
-        eta_seconds: None,
+        message: d
+            .message
+            .as_deref()
+            .map(|m| baton_core::decide::with_eta(m, eta_seconds)),
+        eta_seconds,
         handoff_id,
         trigger: d.trigger.as_deref(),
         reason: d.reason.as_deref(),
@@ -220,7 +226,7 @@ pub fn decision_out<'a>(
 
 /// The answer to a turn, as a JSON value.
 pub fn decision(d: &baton_core::decide::Decision, handoff_id: Option<&str>) -> serde_json::Value {
-    serde_json::to_value(decision_out(d, handoff_id)).unwrap_or(serde_json::Value::Null)
+    serde_json::to_value(decision_out(d, handoff_id, None)).unwrap_or(serde_json::Value::Null)
 }
 
 #[derive(Serialize)]

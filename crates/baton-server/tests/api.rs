@@ -1281,7 +1281,22 @@ async fn a_handoff_is_offered_declined_timed_out_escalated_and_accepted() {
         app.presence("ana", "available").await;
         app.presence("ben", "available").await;
         app.presence("dee", "available").await;
-        let h = app.ask_for_human("r1").await;
+        // The answer carries an ETA from live state: two English speakers are free.
+        let (s, d) = app
+            .turn(
+                "r1",
+                json!({"role": "user", "text": "can I talk to a human please"}),
+                None,
+            )
+            .await;
+        assert_eq!((s, d["action"].as_str()), (200, Some("handoff")), "{d}");
+        let eta = d["eta_seconds"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("an ETA: {d}"));
+        assert!(eta > 0 && eta <= 60, "{d}");
+        let msg = d["message"].as_str().unwrap_or_default();
+        assert!(msg.contains("should join in"), "{msg}");
+        let h = d["handoff_id"].as_str().expect("handoff").to_string();
 
         // Round robin, ties by id: ana first. dee is never offered it (German only).
         let r = app.routing_when(&h, |r| pending(r).is_some()).await;
@@ -1576,6 +1591,21 @@ async fn rep_and_handoff_requests_are_checked() {
             )
             .await;
         assert_eq!(s, 409);
+        // No rep at all: no ETA can be promised, and the message says so plainly.
+        let (_, d) = app
+            .turn(
+                "d0",
+                json!({"role": "user", "text": "talk to a person"}),
+                None,
+            )
+            .await;
+        assert_eq!(d["eta_seconds"], Value::Null, "{d}");
+        assert!(
+            d["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("join shortly")),
+            "{d}"
+        );
         app.finish().await;
     }
 }
