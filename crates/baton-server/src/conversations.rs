@@ -521,7 +521,7 @@ pub(crate) async fn post_turn<S: Store>(
             Wrote::Moved(_) if req.epoch.is_none() && role == Role::User => continue,
             Wrote::Moved(e) => return Err(e),
             Wrote::Done { seq, response } => {
-                route_after_commit(&app, &id, handoff_id.as_deref(), &decision, &view);
+                route_after_commit(&app, &id, handoff_id.as_deref(), &decision, &view, eta);
                 if role == Role::User && view.state.human_side() {
                     crate::routing::visitor_message(&app, &id, &req.text).await;
                 }
@@ -559,6 +559,7 @@ fn route_after_commit<S: Store>(
     handoff_id: Option<&str>,
     decision: &Decision,
     view: &ConversationView,
+    eta_promised: Option<u64>,
 ) {
     let Some(h) = handoff_id else {
         return;
@@ -574,7 +575,10 @@ fn route_after_commit<S: Store>(
         decision.epoch as i64,
     );
     tokio::spawn(async move {
-        if let Err(e) = app.handoff_created(&h, &id, epoch, facts).await {
+        if let Err(e) = app
+            .handoff_created(&h, &id, epoch, facts, eta_promised)
+            .await
+        {
             tracing::warn!(handoff = %h, "routing failed: {e:?}");
         }
     });
@@ -909,7 +913,14 @@ pub(crate) async fn post_handoff<S: Store>(
             Wrote::Moved(_) if req.epoch.is_none() => continue,
             Wrote::Moved(e) => return Err(e),
             Wrote::Done { seq, response } => {
-                route_after_commit(&app, &id, handoff_id.as_deref(), &decision, &known.view);
+                route_after_commit(
+                    &app,
+                    &id,
+                    handoff_id.as_deref(),
+                    &decision,
+                    &known.view,
+                    eta,
+                );
                 let decided = Decided {
                     seq,
                     at,

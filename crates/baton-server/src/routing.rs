@@ -424,6 +424,7 @@ impl<S: Store> App<S> {
         conversation_id: &str,
         epoch: i64,
         facts: HandoffFacts,
+        eta_promised: Option<u64>,
     ) -> Result<(), ApiError> {
         let engine = self.engine();
         let mut st = self.router_state().await?;
@@ -441,6 +442,8 @@ impl<S: Store> App<S> {
                 facts,
                 created_ms: at,
                 target_since_ms: at,
+                // The promise made in the decision's answer, kept or not at acceptance.
+                eta_promised: eta_promised.map(|e| (e, at)),
                 ..Doc::default()
             },
         };
@@ -702,7 +705,7 @@ impl<S: Store> App<S> {
                 o.state = "queued".into();
                 step.own(o, "queued");
             }
-            if let Some(e) = eta {
+            if let (Some(e), None) = (eta, o.doc.eta_promised) {
                 o.doc.eta_promised = Some((e, at));
             }
             step.event(

@@ -1351,6 +1351,15 @@ async fn a_handoff_is_offered_declined_timed_out_escalated_and_accepted() {
         assert_eq!(r["routing"]["target"], 1);
         let (s, b) = app.act(&h, "accept", "oc", json!({})).await;
         assert_eq!((s, b["state"].as_str()), (200, Some("human")), "{b}");
+        // The ETA promised in the first answer is recorded, and whether it was kept.
+        let (_, r) = app.get(&format!("/v1/handoffs/{h}/routing")).await;
+        let accepted = r["routing"]["trace"]
+            .as_array()
+            .and_then(|t| t.iter().find(|s| s["step"] == "accepted"))
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(r["routing"]["eta_promised"][0], eta, "{r:#}");
+        assert!(accepted["eta_kept"].is_boolean(), "{accepted}");
         let (s, c) = app.get("/v1/conversations/r1").await;
         assert_eq!((s, c["state"].as_str()), (200, Some("human")), "{c}");
         let epoch = c["epoch"].as_u64().expect("epoch");
