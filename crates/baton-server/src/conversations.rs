@@ -522,7 +522,14 @@ pub(crate) async fn post_turn<S: Store>(
             Wrote::Moved(e) => return Err(e),
             Wrote::Done { seq, response } => {
                 route_after_commit(&app, &id, handoff_id.as_deref(), &decision, &view, eta);
-                if role == Role::User && view.state.human_side() {
+                // Only a rep who holds the conversation (or is being offered it) has a stream
+                // to tell; a queued conversation's turns do not touch the router.
+                if role == Role::User
+                    && matches!(
+                        view.state,
+                        baton_core::decide::State::Human | baton_core::decide::State::Offered
+                    )
+                {
                     crate::routing::visitor_message(&app, &id, &req.text).await;
                 }
                 let view = match view {

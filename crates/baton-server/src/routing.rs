@@ -93,11 +93,46 @@ struct RouterState {
     members_key: String,
     /// Recent accept times (ms), for the ETA.
     accept_times: Vec<i64>,
+    /// Queue id → `(priority, created)` of the handoffs queued at it: built when needed,
+    /// dropped whenever `open` changes (counting them by scanning every open handoff for each
+    /// new one made routing quadratic).
+    waiting: Option<std::collections::HashMap<String, Vec<(i64, i64)>>>,
+}
+
+impl RouterState {
+    fn put(&mut self, id: String, o: Open) {
+        self.waiting = None;
+        self.open.insert(id, o);
+    }
+
+    fn take(&mut self, id: &str) {
+        self.waiting = None;
+        self.open.remove(id);
+    }
+
+    /// The handoffs queued at `queue`.
+    fn waiting_at(&mut self, routing: &Routing, queue: &str) -> &[(i64, i64)] {
+        let open = &self.open;
+        let w = self.waiting.get_or_insert_with(|| {
+            let mut m: std::collections::HashMap<String, Vec<(i64, i64)>> = Default::default();
+            for o in open.values().filter(|o| o.state == "queued") {
+                if let Some(q) = current_queue(routing, o) {
+                    m.entry(q.to_string())
+                        .or_default()
+                        .push((o.doc.priority, o.doc.created_ms));
+                }
+            }
+            m
+        });
+        w.get(queue).map_or(&[], Vec::as_slice)
+    }
 }
 
 /// The node's router.
 pub(crate) struct Router {
     state: tokio::sync::Mutex<RouterState>,
+    /// New handoffs waiting for the router (see `handoff_created`).
+    pending: std::sync::Mutex<Vec<Open>>,
     pub wake: tokio::sync::Notify,
     pub events: tokio::sync::broadcast::Sender<Pushed>,
 }
@@ -106,6 +141,7 @@ impl Router {
     pub fn new() -> Router {
         Router {
             state: tokio::sync::Mutex::new(RouterState::default()),
+            pending: std::sync::Mutex::new(Vec::new()),
             wake: tokio::sync::Notify::new(),
             events: tokio::sync::broadcast::channel(4096).0,
         }
@@ -190,7 +226,7 @@ pub(crate) fn facts_of(
 /// What a step of the router stores, and whom to tell.
 struct Step<'a> {
     change: RoutingChange,
-    touched_conversation: Option<String>,
+    touched_conversations: Vec<String>,
     app_cache: &'a crate::ConversationCache,
 }
 
@@ -201,7 +237,7 @@ impl<'a> Step<'a> {
                 at: rfc3339(at_ms),
                 ..RoutingChange::default()
             },
-            touched_conversation: None,
+            touched_conversations: Vec::new(),
             app_cache,
         }
     }
@@ -214,14 +250,27 @@ impl<'a> Step<'a> {
 
     /// The conversation changes owner: its epoch moves on.
     fn own(&mut self, o: &mut Open, state: &str) {
-        self.change.conversation = Some(StateChange {
-            conversation_id: o.doc.conversation_id.clone(),
-            expected_epoch: o.doc.epoch,
-            state: state.to_string(),
-            epoch: o.doc.epoch + 1,
-        });
+        // A second change of the same conversation in one step keeps the first's expectation.
+        match self
+            .change
+            .conversations
+            .iter_mut()
+            .find(|c| c.conversation_id == o.doc.conversation_id)
+        {
+            Some(c) => {
+                c.state = state.to_string();
+                c.epoch = o.doc.epoch + 1;
+            }
+            None => self.change.conversations.push(StateChange {
+                conversation_id: o.doc.conversation_id.clone(),
+                expected_epoch: o.doc.epoch,
+                state: state.to_string(),
+                epoch: o.doc.epoch + 1,
+            }),
+        }
         o.doc.epoch += 1;
-        self.touched_conversation = Some(o.doc.conversation_id.clone());
+        self.touched_conversations
+            .push(o.doc.conversation_id.clone());
         let stream = format!("conversation:{}", o.doc.conversation_id);
         self.event(
             stream,
@@ -231,11 +280,15 @@ impl<'a> Step<'a> {
     }
 
     fn handoff(&mut self, o: &Open) {
-        self.change.handoff = Some((
+        let row = (
             o.id.clone(),
             o.state.clone(),
             serde_json::to_string(&o.doc).unwrap_or_else(|_| "{}".into()),
-        ));
+        );
+        match self.change.handoffs.iter_mut().find(|h| h.0 == o.id) {
+            Some(h) => *h = row,
+            None => self.change.handoffs.push(row),
+        }
     }
 }
 
@@ -253,7 +306,7 @@ impl<S: Store> App<S> {
     async fn store_step(&self, step: Step<'_>) -> Result<bool, ApiError> {
         match self.store.apply(&step.change).await? {
             Applied::Done { events } => {
-                if let Some(c) = &step.touched_conversation {
+                for c in &step.touched_conversations {
                     step.app_cache.remove(c);
                 }
                 for (seq, (stream, kind, data)) in events.into_iter().zip(step.change.events) {
@@ -296,6 +349,7 @@ impl<S: Store> App<S> {
                 });
             }
             st.open.clear();
+            st.waiting = None;
             for (h, doc) in self.store.open_handoffs().await? {
                 let mut doc: Doc = serde_json::from_str(&doc).unwrap_or_default();
                 if doc.conversation_id.is_empty() {
@@ -322,7 +376,7 @@ impl<S: Store> App<S> {
                 {
                     r.load += 1;
                 }
-                st.open.insert(
+                st.put(
                     h.id.clone(),
                     Open {
                         id: h.id,
@@ -417,7 +471,9 @@ fn sla_due(policy: &Policy, hours: &Option<String>, from: Timestamp, d: SignedDu
 }
 
 impl<S: Store> App<S> {
-    /// A handoff was created by a decision: route it.
+    /// A handoff was created by a decision: route it. Handoffs created while the router is
+    /// busy wait in `pending` and are routed together, in one stored step (one sync to disk for
+    /// the lot); if that step conflicts, each is routed on its own.
     pub(crate) async fn handoff_created(
         &self,
         handoff_id: &str,
@@ -426,13 +482,8 @@ impl<S: Store> App<S> {
         facts: HandoffFacts,
         eta_promised: Option<u64>,
     ) -> Result<(), ApiError> {
-        let engine = self.engine();
-        let mut st = self.router_state().await?;
-        if st.open.contains_key(handoff_id) {
-            return Ok(());
-        }
         let at = now_ms();
-        let mut o = Open {
+        let o = Open {
             id: handoff_id.to_string(),
             state: "queued".into(),
             doc: Doc {
@@ -447,67 +498,111 @@ impl<S: Store> App<S> {
                 ..Doc::default()
             },
         };
-        let routing = engine.policy.routing.clone();
-        let mut step = Step::new(&self.conversations, at);
-        if routing.routes.is_empty() {
-            trace(
-                &mut o,
-                at,
-                "unrouted",
-                json!({"why": "the policy has no [[route]]"}),
-            );
-        } else if !calendar_open(&engine.policy, &routing.hours, ts(at)) {
-            self.fallback(
-                &mut st,
-                &engine.policy,
-                &mut o,
-                routing.after_hours,
-                "after_hours",
-                at,
-                &mut step,
-            );
-        } else {
-            let scope = engine.policy.routing_compiler.scope(
-                [("handoff".to_string(), o.doc.facts.value())],
-                engine.policy.calendars.clone(),
-                ts(at),
-            );
-            let (chosen, evals) = match &scope {
-                Ok(s) => routing::route(&routing, s),
-                Err(_) => (None, Vec::new()),
-            };
-            trace(
-                &mut o,
-                at,
-                "routed",
-                json!({"routes": evals, "route": chosen.map(|i| routing.routes[i].id.clone())}),
-            );
-            match chosen {
-                Some(i) => {
-                    o.doc.route = Some(routing.routes[i].id.clone());
-                    o.doc.target = 0;
-                    self.enter_target(&mut st, &engine.policy, &mut o, at, &mut step);
-                }
-                None => self.fallback(
-                    &mut st,
-                    &engine.policy,
-                    &mut o,
-                    routing.unattended,
-                    "no_route",
-                    at,
-                    &mut step,
-                ),
-            }
+        match self.router.pending.lock() {
+            Ok(mut p) => p.push(o),
+            Err(poisoned) => poisoned.into_inner().push(o),
         }
-        step.handoff(&o);
-        let stored = self.store_step(step).await?;
-        if stored && matches!(o.state.as_str(), "queued" | "offered" | "human") {
-            st.open.insert(o.id.clone(), o);
-        } else if !stored {
-            // The conversation moved meanwhile; the next look at it routes again.
-            st.loaded = false;
+        let mut st = self.router_state().await?;
+        let batch: Vec<Open> = match self.router.pending.lock() {
+            Ok(mut p) => std::mem::take(&mut *p),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        };
+        if batch.is_empty() {
+            // Routed by whoever held the router meanwhile.
+            return Ok(());
+        }
+        if self.route_new(&mut st, batch.clone()).await? {
+            return Ok(());
+        }
+        for o in batch {
+            if !st.loaded {
+                drop(st);
+                st = self.router_state().await?;
+            }
+            // Still a conflict: the conversation moved; the next look at it routes again.
+            self.route_new(&mut st, vec![o]).await?;
         }
         Ok(())
+    }
+
+    /// Routes new handoffs in one stored step; false if it conflicted (nothing stored, the
+    /// in-memory state marked for reloading).
+    async fn route_new(&self, st: &mut RouterState, batch: Vec<Open>) -> Result<bool, ApiError> {
+        let engine = self.engine();
+        let routing = engine.policy.routing.clone();
+        let at = now_ms();
+        let mut step = Step::new(&self.conversations, at);
+        let mut routed = Vec::new();
+        for mut o in batch {
+            if st.open.contains_key(&o.id) {
+                continue;
+            }
+            if routing.routes.is_empty() {
+                trace(
+                    &mut o,
+                    at,
+                    "unrouted",
+                    json!({"why": "the policy has no [[route]]"}),
+                );
+            } else if !calendar_open(&engine.policy, &routing.hours, ts(at)) {
+                self.fallback(
+                    st,
+                    &engine.policy,
+                    &mut o,
+                    routing.after_hours,
+                    "after_hours",
+                    at,
+                    &mut step,
+                );
+            } else {
+                let scope = engine.policy.routing_compiler.scope(
+                    [("handoff".to_string(), o.doc.facts.value())],
+                    engine.policy.calendars.clone(),
+                    ts(at),
+                );
+                let (chosen, evals) = match &scope {
+                    Ok(s) => routing::route(&routing, s),
+                    Err(_) => (None, Vec::new()),
+                };
+                trace(
+                    &mut o,
+                    at,
+                    "routed",
+                    json!({"routes": evals, "route": chosen.map(|i| routing.routes[i].id.clone())}),
+                );
+                match chosen {
+                    Some(i) => {
+                        o.doc.route = Some(routing.routes[i].id.clone());
+                        o.doc.target = 0;
+                        self.enter_target(st, &engine.policy, &mut o, at, &mut step);
+                    }
+                    None => self.fallback(
+                        st,
+                        &engine.policy,
+                        &mut o,
+                        routing.unattended,
+                        "no_route",
+                        at,
+                        &mut step,
+                    ),
+                }
+            }
+            step.handoff(&o);
+            routed.push(o);
+        }
+        if routed.is_empty() {
+            return Ok(true);
+        }
+        if !self.store_step(step).await? {
+            st.loaded = false;
+            return Ok(false);
+        }
+        for o in routed {
+            if matches!(o.state.as_str(), "queued" | "offered" | "human") {
+                st.put(o.id.clone(), o);
+            }
+        }
+        Ok(true)
     }
 
     /// The handoff arrives at its current target: start the target's clocks, then offer.
@@ -550,13 +645,7 @@ impl<S: Store> App<S> {
             if let Some(skip) = &target.skip_if {
                 refresh_members(st, policy);
                 let available = self.available(st, policy, &queue.id, o, at);
-                let waiting = st
-                    .open
-                    .values()
-                    .filter(|x| {
-                        x.state == "queued" && current_queue(routing, x) == Some(queue.id.as_str())
-                    })
-                    .count();
+                let waiting = st.waiting_at(routing, &queue.id).len();
                 let skip_now = policy
                     .routing_compiler
                     .scope(
@@ -755,7 +844,7 @@ impl<S: Store> App<S> {
     /// Seconds until a rep is likely to accept, from live state.
     fn eta(
         &self,
-        st: &RouterState,
+        st: &mut RouterState,
         policy: &Policy,
         queue: &str,
         o: &Open,
@@ -776,15 +865,11 @@ impl<S: Store> App<S> {
             })
             .map(|(r, _)| r.rep.capacity as usize)
             .sum();
+        let own = (o.doc.priority, -o.doc.created_ms);
         let ahead = st
-            .open
-            .values()
-            .filter(|x| {
-                x.state == "queued"
-                    && x.id != o.id
-                    && current_queue(&policy.routing, x) == Some(queue)
-                    && (x.doc.priority, -x.doc.created_ms) > (o.doc.priority, -o.doc.created_ms)
-            })
+            .waiting_at(&policy.routing, queue)
+            .iter()
+            .filter(|(p, c)| (*p, -*c) > own)
             .count();
         let mean = (!st.accept_times.is_empty()).then(|| {
             SignedDuration::from_millis(
@@ -918,7 +1003,12 @@ impl<S: Store> App<S> {
         {
             return None;
         }
-        let mut st = self.router_state().await.ok()?;
+        // An estimate must not hold the turn up: if the router is busy storing a step for
+        // longer than this, the answer says "shortly" instead.
+        let mut st = tokio::time::timeout(std::time::Duration::from_millis(5), self.router_state())
+            .await
+            .ok()?
+            .ok()?;
         let scope = policy
             .routing_compiler
             .scope(
@@ -941,7 +1031,7 @@ impl<S: Store> App<S> {
         };
         let queue = current_queue(&policy.routing, &o)?.to_string();
         refresh_members(&mut st, policy);
-        self.eta(&st, policy, &queue, &o, at)
+        self.eta(&mut st, policy, &queue, &o, at)
     }
 }
 
@@ -971,7 +1061,7 @@ impl<S: Store> App<S> {
             }
             step.handoff(&o);
             if self.store_step(step).await? {
-                st.open.insert(id, o);
+                st.put(id, o);
             } else {
                 st.loaded = false;
                 return Ok(());
@@ -1062,7 +1152,7 @@ impl<S: Store> App<S> {
         self.offer_next(st, &engine.policy, &mut o, at, &mut step);
         step.handoff(&o);
         if self.store_step(step).await? {
-            st.open.insert(o.id.clone(), o);
+            st.put(o.id.clone(), o);
             Ok(true)
         } else {
             st.loaded = false;
@@ -1100,9 +1190,9 @@ impl<S: Store> App<S> {
                 step.handoff(&o);
                 if self.store_step(step).await? {
                     if matches!(o.state.as_str(), "queued" | "offered" | "human") {
-                        st.open.insert(id, o);
+                        st.put(id, o);
                     } else {
-                        st.open.remove(&id);
+                        st.take(&id);
                     }
                 } else {
                     st.loaded = false;
@@ -1163,9 +1253,9 @@ impl<S: Store> App<S> {
                 step.handoff(&o);
                 if self.store_step(step).await? {
                     if matches!(o.state.as_str(), "queued" | "offered" | "human") {
-                        st.open.insert(id, o);
+                        st.put(id, o);
                     } else {
-                        st.open.remove(&id);
+                        st.take(&id);
                     }
                 } else {
                     st.loaded = false;
@@ -1586,7 +1676,7 @@ pub(crate) async fn act<S: Store>(
                 st.accept_times.remove(0);
             }
             st.missed.insert(rep.clone(), 0);
-            st.open.insert(id.clone(), o.clone());
+            st.put(id.clone(), o.clone());
             Ok(axum::Json(handoff_out(&id, &o)).into_response())
         }
         "decline" => {
@@ -1661,7 +1751,7 @@ pub(crate) async fn act<S: Store>(
             if let Some(r) = st.reps.iter_mut().find(|r| r.id == rep) {
                 r.load = r.load.saturating_sub(1);
             }
-            st.open.remove(&id);
+            st.take(&id);
             app.drain(&mut st).await?;
             Ok(axum::Json(handoff_out(&id, &o)).into_response())
         }
@@ -1762,7 +1852,7 @@ pub(crate) async fn post_message<S: Store>(
     );
     step.handoff(&o);
     app.store_step(step).await?;
-    st.open.insert(o.id.clone(), o);
+    st.put(o.id.clone(), o);
     Ok((StatusCode::ACCEPTED, axum::Json(json!({"status": "sent"}))).into_response())
 }
 

@@ -263,9 +263,10 @@ pub struct StateChange {
 pub struct RoutingChange {
     /// RFC 3339, for `updated_at` and the events.
     pub at: String,
-    pub conversation: Option<StateChange>,
+    /// Owner changes; if any compare-and-set fails, nothing is stored.
+    pub conversations: Vec<StateChange>,
     /// `(handoff id, state, routing JSON)`.
-    pub handoff: Option<(String, String, String)>,
+    pub handoffs: Vec<(String, String, String)>,
     /// Inserted, or (same id) updated in state and answer time.
     pub offers: Vec<OfferRow>,
     /// `(rep id, presence, missed offers in a row)`.
@@ -1049,7 +1050,7 @@ macro_rules! store_impl {
                 use sqlx::Connection as _;
                 let mut w = self.write_conn().await?;
                 let mut tx = w.get().begin_with($begin_write).await?;
-                if let Some(s) = &c.conversation {
+                for s in &c.conversations {
                     let done = sqlx::query("UPDATE conversations SET state = $1, epoch = $2, updated_at = $3 WHERE id = $4 AND epoch = $5")
                         .bind(&s.state)
                         .bind(s.epoch)
@@ -1063,7 +1064,7 @@ macro_rules! store_impl {
                         return Ok(Applied::Conflict);
                     }
                 }
-                if let Some((id, state, routing)) = &c.handoff {
+                for (id, state, routing) in &c.handoffs {
                     sqlx::query("UPDATE handoffs SET state = $1, routing = $2, updated_at = $3 WHERE id = $4")
                         .bind(state)
                         .bind(routing)
