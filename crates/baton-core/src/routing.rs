@@ -356,6 +356,49 @@ impl Rep {
     }
 }
 
+/// A team file (`baton serve --team FILE`): `[[rep]]` tables, each an `id` and a rep's
+/// attributes. Every problem is reported with its rep; calendars are checked against the
+/// policy's.
+pub fn parse_team(
+    text: &str,
+    calendars: &BTreeMap<String, Calendar>,
+) -> Result<Vec<(String, Rep)>, Vec<String>> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        #[serde(default)]
+        rep: Vec<toml::Table>,
+    }
+    let file: File = toml::from_str(text).map_err(|e| vec![e.to_string()])?;
+    let mut out: Vec<(String, Rep)> = Vec::new();
+    let mut errors = Vec::new();
+    for (i, mut t) in file.rep.into_iter().enumerate() {
+        let id = match t.remove("id") {
+            Some(toml::Value::String(s)) if !s.is_empty() => s,
+            _ => {
+                errors.push(format!("rep #{}: needs an `id` (a string)", i + 1));
+                continue;
+            }
+        };
+        if out.iter().any(|(o, _)| o == &id) {
+            errors.push(format!("rep {id:?} is listed twice"));
+            continue;
+        }
+        match toml::Value::Table(t).try_into::<Rep>() {
+            Ok(rep) => match rep.validate(calendars) {
+                Ok(()) => out.push((id, rep)),
+                Err(e) => errors.push(format!("rep {id:?}: {e}")),
+            },
+            Err(e) => errors.push(format!("rep {id:?}: {}", e.message())),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
 /// A rep as the router sees it now.
 #[derive(Debug, Clone)]
 pub struct RepState {
@@ -881,6 +924,44 @@ mod tests {
         assert_eq!(pick(&queue(&c, Strategy::LeastBusy, None), &mut s), Some(1));
         // Skill level is the id's length here: "carl" has 4.
         assert_eq!(pick(&queue(&c, Strategy::BestSkill, None), &mut s), Some(2));
+    }
+
+    #[test]
+    fn a_team_file_is_read_and_checked() {
+        let good = r#"
+[[rep]]
+id = "maya"
+name = "Maya"
+skills = { support = 7, sales = 4 }
+languages = ["en", "fr"]
+capacity = 3
+
+[[rep]]
+id = "raj"
+on_call = true
+"#;
+        let team = parse_team(good, &BTreeMap::new()).expect("valid");
+        assert_eq!(team.len(), 2);
+        assert_eq!(team[0].0, "maya");
+        assert_eq!(team[0].1.skills.get("support"), Some(&7));
+        assert_eq!(team[1].1.capacity, 1);
+        let bad = r#"
+[[rep]]
+name = "no id"
+[[rep]]
+id = "x"
+skillz = {}
+[[rep]]
+id = "y"
+capacity = 0
+[[rep]]
+id = "z"
+hours = "nowhere"
+"#;
+        let errs = parse_team(bad, &BTreeMap::new()).expect_err("invalid");
+        assert_eq!(errs.len(), 4, "{errs:?}");
+        assert!(errs[1].contains("skillz"), "{errs:?}");
+        assert!(errs[3].contains("nowhere"), "{errs:?}");
     }
 
     #[test]

@@ -32,6 +32,10 @@ pub struct ServeArgs {
     /// without reading its conversation back (about 3.4 KB each). The store stays the truth.
     #[arg(long, default_value_t = baton_server::DEFAULT_CACHED_TURNS)]
     cache_turns: u64,
+    /// A team file: `[[rep]]` tables (`id` and the attributes of `PUT /v1/reps/{id}`), stored
+    /// at start; reps not in it are left as they are, presences are not changed.
+    #[arg(long)]
+    team: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -120,6 +124,21 @@ async fn open(storage: &StorageArgs) -> anyhow::Result<StoreChoice> {
 
 async fn serve_with<S: Store>(store: S, args: &ServeArgs) -> anyhow::Result<()> {
     let engine = choose_policy(&store, args.policy.as_ref()).await?;
+    if let Some(path) = &args.team {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let team = baton_core::routing::parse_team(&text, &engine.policy.calendars)
+            .map_err(|errors| anyhow::anyhow!("{}: {}", path.display(), errors.join("; ")))?;
+        let now = jiff::Timestamp::now();
+        for (id, rep) in &team {
+            let attrs = serde_json::to_string(rep).context("writing a rep")?;
+            store
+                .put_rep(id, &attrs, now.as_millisecond(), &now.to_string())
+                .await
+                .context("storing a rep")?;
+        }
+        eprintln!("baton: team {} ({} reps)", path.display(), team.len());
+    }
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;

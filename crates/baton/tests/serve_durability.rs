@@ -220,3 +220,71 @@ fn the_policy_given_stays_active_after_a_restart() {
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(after, given);
 }
+
+/// `--team FILE` stores its reps at start; a bad team file stops the server with the problem.
+#[test]
+fn a_team_file_puts_its_reps() {
+    let dir = data_dir();
+    let team = dir.join("team.toml");
+    std::fs::write(
+        &team,
+        "[[rep]]\nid = \"maya\"\nname = \"Maya\"\nskills = { support = 7 }\ncapacity = 2\n\n[[rep]]\nid = \"raj\"\non_call = true\n",
+    )
+    .expect("write team");
+    let key = String::from_utf8(
+        Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args([
+                "keys",
+                "create",
+                "--name",
+                "t",
+                "--role",
+                "bot",
+                "--data-dir",
+            ])
+            .arg(&dir)
+            .output()
+            .expect("key")
+            .stdout,
+    )
+    .expect("utf-8")
+    .trim()
+    .to_string();
+    let (mut child, url) = start_with(&dir, &["--team", team.to_str().expect("path")]);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let reps: serde_json::Value = rt.block_on(async {
+        reqwest::Client::new()
+            .get(format!("{url}/v1/reps"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("json")
+    });
+    child.kill().expect("stop");
+    child.wait().expect("reap");
+    let ids: Vec<&str> = reps["reps"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|r| r["id"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(ids, ["maya", "raj"], "{reps}");
+    assert_eq!(reps["reps"][0]["attributes"]["capacity"], 2);
+    assert_eq!(reps["reps"][0]["presence"], "offline");
+
+    std::fs::write(&team, "[[rep]]\nid = \"bad\"\ncapacity = 0\n").expect("write team");
+    let out = Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&dir)
+        .args(["--team", team.to_str().expect("path")])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("rep \"bad\": capacity must be between 1 and 1000"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
