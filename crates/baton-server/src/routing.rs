@@ -1414,6 +1414,7 @@ pub(crate) async fn put_rep<S: Store>(
         }
     }
     forget_members(&mut st);
+    refresh_members(&mut st, &engine.policy);
     app.drain(&mut st).await?;
     Ok(axum::Json(rep_out(&st, &id)).into_response())
 }

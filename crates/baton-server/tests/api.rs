@@ -1569,6 +1569,19 @@ async fn rep_and_handoff_requests_are_checked() {
         assert_eq!(s, 404);
         app.put_rep("ana", json!({"skills": {"sales": 3}, "languages": ["en"]}))
             .await;
+        let (_, rep) = app
+            .call(
+                "PUT",
+                "/v1/reps/ana",
+                Some(ADMIN_KEY),
+                json!({"skills": {"sales": 3}, "languages": ["en"]}),
+            )
+            .await;
+        assert_eq!(
+            rep["queues"],
+            json!(["sales"]),
+            "the answer names the rep's queues: {rep}"
+        );
         let (s, b) = app
             .call(
                 "PUT",
