@@ -224,21 +224,19 @@ pub(crate) fn facts_of(
 }
 
 /// What a step of the router stores, and whom to tell.
-struct Step<'a> {
+struct Step {
     change: RoutingChange,
     touched_conversations: Vec<String>,
-    app_cache: &'a crate::ConversationCache,
 }
 
-impl<'a> Step<'a> {
-    fn new(app_cache: &'a crate::ConversationCache, at_ms: i64) -> Step<'a> {
+impl Step {
+    fn new(at_ms: i64) -> Step {
         Step {
             change: RoutingChange {
                 at: rfc3339(at_ms),
                 ..RoutingChange::default()
             },
             touched_conversations: Vec::new(),
-            app_cache,
         }
     }
 
@@ -303,11 +301,11 @@ fn trace(o: &mut Open, at_ms: i64, step: &str, detail: serde_json::Value) {
 impl<S: Store> App<S> {
     /// Stores a router step; on success pushes its stream events and forgets the cached
     /// conversation whose owner changed.
-    async fn store_step(&self, step: Step<'_>) -> Result<bool, ApiError> {
+    async fn store_step(&self, step: Step) -> Result<bool, ApiError> {
         match self.store.apply(&step.change).await? {
             Applied::Done { events } => {
                 for c in &step.touched_conversations {
-                    step.app_cache.remove(c);
+                    self.conversations.remove(c);
                 }
                 for (seq, (stream, kind, data)) in events.into_iter().zip(step.change.events) {
                     let _ = self.router.events.send(Pushed {
@@ -322,6 +320,32 @@ impl<S: Store> App<S> {
             }
             Applied::Conflict => Ok(false),
         }
+    }
+
+    /// Stores a step with the handoffs it changed, then keeps in memory those still open and
+    /// forgets the settled ones; on a conflict nothing is kept and the state is reloaded at the
+    /// next use.
+    async fn settle(
+        &self,
+        st: &mut RouterState,
+        mut step: Step,
+        opens: Vec<Open>,
+    ) -> Result<bool, ApiError> {
+        for o in &opens {
+            step.handoff(o);
+        }
+        if !self.store_step(step).await? {
+            st.loaded = false;
+            return Ok(false);
+        }
+        for o in opens {
+            if matches!(o.state.as_str(), "queued" | "offered" | "human") {
+                st.put(o.id.clone(), o);
+            } else {
+                st.take(&o.id);
+            }
+        }
+        Ok(true)
     }
 
     /// Loads reps and open handoffs from the store once.
@@ -355,8 +379,10 @@ impl<S: Store> App<S> {
                 if doc.conversation_id.is_empty() {
                     // Created before routing knew it: take it from the handoff row.
                     doc.conversation_id = h.conversation_id.clone();
-                    doc.created_ms = jiff::Timestamp::from_str_opt(&h.created_at)
-                        .map_or_else(now_ms, |t| t.as_millisecond());
+                    doc.created_ms = h
+                        .created_at
+                        .parse::<Timestamp>()
+                        .map_or_else(|_| now_ms(), |t| t.as_millisecond());
                     doc.priority = h.priority.unwrap_or(0);
                     if let Some(c) = self
                         .store
@@ -385,6 +411,9 @@ impl<S: Store> App<S> {
                     },
                 );
             }
+            // The ledger starts again from the pending offers (a reload must not count them
+            // twice).
+            st.ledger = Ledger::default();
             for o in self.store.offers(None).await? {
                 if let Some(r) = st.reps.iter_mut().find(|r| r.id == o.rep_id) {
                     r.load += 1;
@@ -392,35 +421,17 @@ impl<S: Store> App<S> {
                 }
                 st.ledger.record(&o.queue, &o.rep_id, ts(o.offered_ms));
             }
+            forget_members(&mut st);
             st.loaded = true;
         }
         Ok(st)
     }
 }
 
-/// Helpers that need `jiff` parsing without panics.
-trait FromStrOpt: Sized {
-    fn from_str_opt(s: &str) -> Option<Self>;
-}
-
-impl FromStrOpt for Timestamp {
-    fn from_str_opt(s: &str) -> Option<Timestamp> {
-        s.parse().ok()
-    }
-}
-
-/// Membership of every rep in every queue, recomputed when the policy or the reps changed.
+/// Membership of every rep in every queue, for the policy it was computed for: recomputed when
+/// the policy changes, and after [`forget_members`] (the reps changed).
 fn refresh_members(st: &mut RouterState, policy: &Policy) {
-    let key = format!(
-        "{}:{}",
-        policy.hash,
-        st.reps
-            .iter()
-            .map(|r| format!("{}#{}", r.id, r.rep.name.len() + r.rep.skills.len()))
-            .collect::<Vec<_>>()
-            .join(",")
-    );
-    if key == st.members_key && !st.members.is_empty() {
+    if st.members_key == policy.hash {
         return;
     }
     st.members.clear();
@@ -443,7 +454,7 @@ fn refresh_members(st: &mut RouterState, policy: &Policy) {
         }
         st.members.insert(q.id.clone(), row);
     }
-    st.members_key = key;
+    st.members_key = policy.hash.clone();
 }
 
 /// Forces membership to be recomputed (a rep's attributes changed).
@@ -531,7 +542,7 @@ impl<S: Store> App<S> {
         let engine = self.engine();
         let routing = engine.policy.routing.clone();
         let at = now_ms();
-        let mut step = Step::new(&self.conversations, at);
+        let mut step = Step::new(at);
         let mut routed = Vec::new();
         for mut o in batch {
             if st.open.contains_key(&o.id) {
@@ -587,22 +598,12 @@ impl<S: Store> App<S> {
                     ),
                 }
             }
-            step.handoff(&o);
             routed.push(o);
         }
         if routed.is_empty() {
             return Ok(true);
         }
-        if !self.store_step(step).await? {
-            st.loaded = false;
-            return Ok(false);
-        }
-        for o in routed {
-            if matches!(o.state.as_str(), "queued" | "offered" | "human") {
-                st.put(o.id.clone(), o);
-            }
-        }
-        Ok(true)
+        self.settle(st, step, routed).await
     }
 
     /// The handoff arrives at its current target: start the target's clocks, then offer.
@@ -612,7 +613,7 @@ impl<S: Store> App<S> {
         policy: &Policy,
         o: &mut Open,
         at: i64,
-        step: &mut Step<'_>,
+        step: &mut Step,
     ) {
         let routing = &policy.routing;
         let Some(route) = o
@@ -746,7 +747,7 @@ impl<S: Store> App<S> {
         policy: &Policy,
         o: &mut Open,
         at: i64,
-        step: &mut Step<'_>,
+        step: &mut Step,
     ) {
         let Some(queue) = current_queue(&policy.routing, o).map(str::to_string) else {
             return;
@@ -889,7 +890,7 @@ impl<S: Store> App<S> {
         how: Fallback,
         why: &str,
         at: i64,
-        step: &mut Step<'_>,
+        step: &mut Step,
     ) {
         o.doc.fallback = Some(how.as_str().to_string());
         let state = match how {
@@ -1053,17 +1054,13 @@ impl<S: Store> App<S> {
                 continue;
             };
             let at = now_ms();
-            let mut step = Step::new(&self.conversations, at);
+            let mut step = Step::new(at);
             self.offer_next(st, &engine.policy, &mut o, at, &mut step);
             if o.doc.offer.is_none() || o.state != "offered" {
                 // Still nobody: do not store a waiting step for every rep change.
                 continue;
             }
-            step.handoff(&o);
-            if self.store_step(step).await? {
-                st.put(id, o);
-            } else {
-                st.loaded = false;
+            if !self.settle(st, step, vec![o]).await? {
                 return Ok(());
             }
         }
@@ -1074,10 +1071,10 @@ impl<S: Store> App<S> {
     async fn offer_ended(
         &self,
         st: &mut RouterState,
-        offer_id: &str,
-        rep_id: &str,
+        offer: OfferRow,
         how: &str,
     ) -> Result<bool, ApiError> {
+        let (offer_id, rep_id) = (offer.id.as_str(), offer.rep_id.as_str());
         let engine = self.engine();
         let Some(mut o) = st
             .open
@@ -1091,25 +1088,12 @@ impl<S: Store> App<S> {
             return Ok(false);
         }
         let at = now_ms();
-        let mut step = Step::new(&self.conversations, at);
-        let queue = current_queue(&engine.policy.routing, &o)
-            .unwrap_or_default()
-            .to_string();
-        let offered_ms = self
-            .store
-            .offers(Some(&o.id))
-            .await?
-            .into_iter()
-            .find(|x| x.id == offer_id)
-            .map_or(at, |x| x.offered_ms);
+        let mut step = Step::new(at);
+        let offered_ms = offer.offered_ms;
         step.change.offers.push(OfferRow {
-            id: offer_id.to_string(),
-            handoff_id: o.id.clone(),
-            rep_id: rep_id.to_string(),
-            queue,
             state: how.to_string(),
-            offered_ms,
             answered_ms: Some(at),
+            ..offer.clone()
         });
         step.change.cancel_timers.push(offer_id.to_string());
         if let Some(r) = st.reps.iter_mut().find(|r| r.id == rep_id) {
@@ -1150,14 +1134,7 @@ impl<S: Store> App<S> {
         o.doc.tried.push(rep_id.to_string());
         o.doc.offer = None;
         self.offer_next(st, &engine.policy, &mut o, at, &mut step);
-        step.handoff(&o);
-        if self.store_step(step).await? {
-            st.put(o.id.clone(), o);
-            Ok(true)
-        } else {
-            st.loaded = false;
-            Ok(false)
-        }
+        self.settle(st, step, vec![o]).await
     }
 
     /// Fires one claimed timer.
@@ -1167,10 +1144,23 @@ impl<S: Store> App<S> {
         let at = now_ms();
         match t.kind.as_str() {
             ACCEPT => {
-                let offers = self.store.offers(None).await?;
-                if let Some(offer) = offers.iter().find(|x| x.id == t.subject) {
-                    self.offer_ended(&mut st, &offer.id, &offer.rep_id, "timed_out")
-                        .await?;
+                // Only the offers of the handoff holding this one, not every pending offer.
+                let Some(handoff) = st
+                    .open
+                    .values()
+                    .find(|o| o.doc.offer.as_deref() == Some(t.subject.as_str()))
+                    .map(|o| o.id.clone())
+                else {
+                    return Ok(());
+                };
+                let offer = self
+                    .store
+                    .offers(Some(&handoff))
+                    .await?
+                    .into_iter()
+                    .find(|x| x.id == t.subject && x.state == "pending");
+                if let Some(offer) = offer {
+                    self.offer_ended(&mut st, offer, "timed_out").await?;
                 }
             }
             TARGET => {
@@ -1181,22 +1171,13 @@ impl<S: Store> App<S> {
                 if !matches!(o.state.as_str(), "queued" | "offered") {
                     return Ok(());
                 }
-                let mut step = Step::new(&self.conversations, at);
+                let mut step = Step::new(at);
                 self.cancel_offer(&mut st, &mut o, at, &mut step).await?;
                 let target = o.doc.target;
                 trace(&mut o, at, "target_timeout", json!({ "target": target }));
                 o.doc.target += 1;
                 self.enter_target(&mut st, &engine.policy, &mut o, at, &mut step);
-                step.handoff(&o);
-                if self.store_step(step).await? {
-                    if matches!(o.state.as_str(), "queued" | "offered" | "human") {
-                        st.put(id, o);
-                    } else {
-                        st.take(&id);
-                    }
-                } else {
-                    st.loaded = false;
-                }
+                self.settle(&mut st, step, vec![o]).await?;
             }
             SLA_ACCEPT | SLA_FIRST_MESSAGE => {
                 let id = t
@@ -1215,7 +1196,7 @@ impl<S: Store> App<S> {
                 if !breached {
                     return Ok(());
                 }
-                let mut step = Step::new(&self.conversations, at);
+                let mut step = Step::new(at);
                 o.doc.sla_breaches.push(t.kind.clone());
                 // Tell the on-call reps and the managers of the queue's reps.
                 let mut told: Vec<String> = st
@@ -1250,16 +1231,7 @@ impl<S: Store> App<S> {
                     o.doc.target += 1;
                     self.enter_target(&mut st, &engine.policy, &mut o, at, &mut step);
                 }
-                step.handoff(&o);
-                if self.store_step(step).await? {
-                    if matches!(o.state.as_str(), "queued" | "offered" | "human") {
-                        st.put(id, o);
-                    } else {
-                        st.take(&id);
-                    }
-                } else {
-                    st.loaded = false;
-                }
+                self.settle(&mut st, step, vec![o]).await?;
             }
             PRESENCE => {
                 let rep = t.subject.trim_start_matches("presence#").to_string();
@@ -1271,7 +1243,7 @@ impl<S: Store> App<S> {
                     .iter()
                     .any(|r| r.id == rep && r.presence == Presence::Available);
                 if silent && available {
-                    let mut step = Step::new(&self.conversations, at);
+                    let mut step = Step::new(at);
                     if let Some(r) = st.reps.iter_mut().find(|r| r.id == rep) {
                         r.presence = Presence::Away;
                     }
@@ -1284,7 +1256,7 @@ impl<S: Store> App<S> {
                     );
                     self.store_step(step).await?;
                 } else if available {
-                    let mut step = Step::new(&self.conversations, at);
+                    let mut step = Step::new(at);
                     step.change.timers.push(TimerRow {
                         id: new_id(),
                         kind: PRESENCE.into(),
@@ -1305,7 +1277,7 @@ impl<S: Store> App<S> {
         st: &mut RouterState,
         o: &mut Open,
         at: i64,
-        step: &mut Step<'_>,
+        step: &mut Step,
     ) -> Result<(), ApiError> {
         if let Some(offer_id) = o.doc.offer.take() {
             if let Some(offer) = self
@@ -1497,7 +1469,7 @@ pub(crate) async fn put_presence<S: Store>(
         r.presence = presence;
     }
     if presence == Presence::Available {
-        let mut step = Step::new(&app.conversations, at);
+        let mut step = Step::new(at);
         step.change.cancel_timers.push(format!("presence#{id}"));
         step.change.timers.push(TimerRow {
             id: new_id(),
@@ -1607,7 +1579,7 @@ pub(crate) async fn act<S: Store>(
             }
             let offer = offer.expect("checked above");
             let mut o = o;
-            let mut step = Step::new(&app.conversations, at);
+            let mut step = Step::new(at);
             step.change.offers.push(OfferRow {
                 state: "accepted".into(),
                 answered_ms: Some(at),
@@ -1663,9 +1635,7 @@ pub(crate) async fn act<S: Store>(
                 "accepted",
                 json!({"handoff_id": id, "conversation_id": o.doc.conversation_id}),
             );
-            step.handoff(&o);
-            if !app.store_step(step).await? {
-                st.loaded = false;
+            if !app.settle(&mut st, step, vec![o.clone()]).await? {
                 return Err(ApiError::conflict(
                     "the conversation changed meanwhile; try again",
                     &o.state,
@@ -1677,7 +1647,6 @@ pub(crate) async fn act<S: Store>(
                 st.accept_times.remove(0);
             }
             st.missed.insert(rep.clone(), 0);
-            st.put(id.clone(), o.clone());
             Ok(axum::Json(handoff_out(&id, &o)).into_response())
         }
         "decline" => {
@@ -1692,8 +1661,7 @@ pub(crate) async fn act<S: Store>(
                 ));
             }
             let offer = offer.expect("checked above");
-            app.offer_ended(&mut st, &offer.id, &rep, "declined")
-                .await?;
+            app.offer_ended(&mut st, offer, "declined").await?;
             let o = st.open.get(&id).cloned().unwrap_or(o);
             Ok(axum::Json(handoff_out(&id, &o)).into_response())
         }
@@ -1706,7 +1674,7 @@ pub(crate) async fn act<S: Store>(
                 ));
             }
             let mut o = o;
-            let mut step = Step::new(&app.conversations, at);
+            let mut step = Step::new(at);
             let (state, step_name) = if action == "resolve" {
                 ("resolved", "resolved")
             } else {
@@ -1740,9 +1708,7 @@ pub(crate) async fn act<S: Store>(
                     json!({"handoff_id": id, "note": b.note}),
                 );
             }
-            step.handoff(&o);
-            if !app.store_step(step).await? {
-                st.loaded = false;
+            if !app.settle(&mut st, step, vec![o.clone()]).await? {
                 return Err(ApiError::conflict(
                     "the conversation changed meanwhile; try again",
                     &o.state,
@@ -1752,7 +1718,6 @@ pub(crate) async fn act<S: Store>(
             if let Some(r) = st.reps.iter_mut().find(|r| r.id == rep) {
                 r.load = r.load.saturating_sub(1);
             }
-            st.take(&id);
             app.drain(&mut st).await?;
             Ok(axum::Json(handoff_out(&id, &o)).into_response())
         }
@@ -1834,7 +1799,7 @@ pub(crate) async fn post_message<S: Store>(
         ));
     }
     let at = now_ms();
-    let mut step = Step::new(&app.conversations, at);
+    let mut step = Step::new(at);
     if o.doc.first_message_ms.is_none() {
         o.doc.first_message_ms = Some(at);
         let after = o.doc.accepted_ms.map(|a| at - a);
@@ -1851,9 +1816,13 @@ pub(crate) async fn post_message<S: Store>(
         "message",
         json!({"rep": rep, "text": b.text, "handoff_id": o.id}),
     );
-    step.handoff(&o);
-    app.store_step(step).await?;
-    st.put(o.id.clone(), o);
+    if !app.settle(&mut st, step, vec![o]).await? {
+        return Err(ApiError::conflict(
+            "the conversation changed meanwhile; try again",
+            "unknown",
+            0,
+        ));
+    }
     Ok((StatusCode::ACCEPTED, axum::Json(json!({"status": "sent"}))).into_response())
 }
 
@@ -1870,7 +1839,7 @@ pub(crate) async fn visitor_message<S: Store>(app: &App<S>, conversation: &str, 
     let Some(rep) = o.doc.rep.clone() else {
         return;
     };
-    let mut step = Step::new(&app.conversations, now_ms());
+    let mut step = Step::new(now_ms());
     step.event(
         format!("rep:{rep}"),
         "visitor_message",
@@ -2013,7 +1982,7 @@ pub(crate) async fn post_meeting<S: Store>(
         ));
     }
     let at = now_ms();
-    let mut step = Step::new(&app.conversations, at);
+    let mut step = Step::new(at);
     let meeting = MeetingRow {
         id: new_id(),
         handoff_id: id.clone(),
@@ -2053,6 +2022,44 @@ pub(crate) async fn post_meeting<S: Store>(
 
 // ---- streams
 
+/// Sends one event; false once the listener has gone.
+async fn send_event(
+    tx: &tokio::sync::mpsc::Sender<axum::response::sse::Event>,
+    seq: i64,
+    kind: String,
+    data: String,
+) -> bool {
+    let event = axum::response::sse::Event::default()
+        .id(seq.to_string())
+        .event(kind)
+        .data(data);
+    tx.send(event).await.is_ok()
+}
+
+/// Sends every stored event of `stream` after `last`, page by page; false once the listener
+/// has gone or the store failed.
+async fn send_stored<S: Store>(
+    app: &App<S>,
+    stream: &str,
+    last: &mut i64,
+    tx: &tokio::sync::mpsc::Sender<axum::response::sse::Event>,
+) -> bool {
+    loop {
+        let Ok(rows) = app.store.stream_events(stream, *last, 500).await else {
+            return false;
+        };
+        if rows.is_empty() {
+            return true;
+        }
+        for r in rows {
+            *last = r.seq;
+            if !send_event(tx, r.seq, r.kind, r.data).await {
+                return false;
+            }
+        }
+    }
+}
+
 fn stream_response<S: Store>(app: App<S>, stream: String, headers: &HeaderMap) -> Response {
     use axum::response::sse::{Event, KeepAlive, Sse};
     let after: i64 = headers
@@ -2065,69 +2072,24 @@ fn stream_response<S: Store>(app: App<S>, stream: String, headers: &HeaderMap) -
     tokio::spawn(async move {
         // Subscribed first, then the stored backlog: nothing falls between the two.
         let mut last = after;
-        loop {
-            let Ok(rows) = app.store.stream_events(&stream, last, 500).await else {
-                return;
-            };
-            if rows.is_empty() {
-                break;
-            }
-            for r in rows {
-                last = r.seq;
-                if tx
-                    .send(
-                        Event::default()
-                            .id(r.seq.to_string())
-                            .event(r.kind)
-                            .data(r.data),
-                    )
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
+        if !send_stored(&app, &stream, &mut last, &tx).await {
+            return;
         }
         loop {
-            match live.recv().await {
+            let sent = match live.recv().await {
                 Ok(p) if p.stream == stream && p.seq > last => {
                     last = p.seq;
-                    if tx
-                        .send(
-                            Event::default()
-                                .id(p.seq.to_string())
-                                .event(p.kind)
-                                .data(p.data),
-                        )
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
+                    send_event(&tx, p.seq, p.kind, p.data).await
                 }
-                Ok(_) => {}
+                Ok(_) => true,
+                // Fell behind: read what was missed from the store.
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    // Fell behind: read what was missed from the store.
-                    let Ok(rows) = app.store.stream_events(&stream, last, 500).await else {
-                        return;
-                    };
-                    for r in rows {
-                        last = r.seq;
-                        if tx
-                            .send(
-                                Event::default()
-                                    .id(r.seq.to_string())
-                                    .event(r.kind)
-                                    .data(r.data),
-                            )
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
-                    }
+                    send_stored(&app, &stream, &mut last, &tx).await
                 }
-                Err(_) => return,
+                Err(_) => false,
+            };
+            if !sent {
+                return;
             }
         }
     });
