@@ -127,18 +127,22 @@ fn bench(c: &mut Criterion) {
         lead_score: 40.0,
         ..HandoffFacts::default()
     };
-    let probe = {
-        let mut scope = policy
+    let bind = |facts: &HandoffFacts| {
+        policy
             .routing_compiler
             .scope(
                 [("handoff".to_string(), facts.value())],
                 policy.calendars.clone(),
                 now,
             )
-            .expect("scope");
+            .expect("scope")
+    };
+    // What the server does for every offer: bind the handoff, find its route, choose a rep of
+    // the route's first queue.
+    let route_and_choose = |facts: &HandoffFacts| {
+        let mut scope = bind(facts);
         let route = routing::route(&policy.routing, &scope).0.expect("a route");
         let queue = &policy.routing.queues[policy.routing.routes[route].targets[0].queue];
-        let members_n = members[&queue.id].iter().filter(|m| **m).count();
         let choice = routing::choose(
             queue,
             &reps,
@@ -149,43 +153,22 @@ fn bench(c: &mut Criterion) {
             &mut scope,
             now,
         );
-        (
-            queue.id.clone(),
-            members_n,
-            choice.rep.map(|i| reps[i].id.clone()),
-            choice
-                .considered
-                .iter()
-                .filter(|c| c.reason == routing::Reason::NoMatch)
-                .count(),
-        )
+        (queue, choice)
     };
-    eprintln!("queue, members, chosen, no-match evaluations: {probe:?}");
+    let (queue, choice) = route_and_choose(&facts);
+    eprintln!(
+        "queue {}, members {}, chosen {:?}, no-match evaluations {}",
+        queue.id,
+        members[&queue.id].iter().filter(|m| **m).count(),
+        choice.rep.map(|i| reps[i].id.clone()),
+        choice
+            .considered
+            .iter()
+            .filter(|c| c.reason == routing::Reason::NoMatch)
+            .count()
+    );
     c.bench_function("route and choose among 1,000 reps, 50 queues", |b| {
-        b.iter(|| {
-            let mut scope = policy
-                .routing_compiler
-                .scope(
-                    [("handoff".to_string(), facts.value())],
-                    policy.calendars.clone(),
-                    now,
-                )
-                .expect("scope");
-            let (route, _) = routing::route(&policy.routing, &scope);
-            let route = &policy.routing.routes[route.expect("a route")];
-            let queue = &policy.routing.queues[route.targets[0].queue];
-            let choice = routing::choose(
-                queue,
-                &reps,
-                &members[&queue.id],
-                &[],
-                &ledger,
-                &policy.calendars,
-                &mut scope,
-                now,
-            );
-            black_box(choice.rep)
-        })
+        b.iter(|| black_box(route_and_choose(&facts).1.rep))
     });
     // The worst case: nobody speaks the visitor's language, so the queue's `match` is
     // evaluated on every available member before the handoff is left waiting.
@@ -195,56 +178,13 @@ fn bench(c: &mut Criterion) {
     };
     c.bench_function(
         "route and choose, no member matches (every one evaluated)",
-        |b| {
-            b.iter(|| {
-                let mut scope = policy
-                    .routing_compiler
-                    .scope(
-                        [("handoff".to_string(), nobody.value())],
-                        policy.calendars.clone(),
-                        now,
-                    )
-                    .expect("scope");
-                let (route, _) = routing::route(&policy.routing, &scope);
-                let queue = &policy.routing.queues
-                    [policy.routing.routes[route.expect("a route")].targets[0].queue];
-                let choice = routing::choose(
-                    queue,
-                    &reps,
-                    &members[&queue.id],
-                    &[],
-                    &ledger,
-                    &policy.calendars,
-                    &mut scope,
-                    now,
-                );
-                black_box(choice.rep)
-            })
-        },
+        |b| b.iter(|| black_box(route_and_choose(&nobody).1.rep)),
     );
     // The parts, to see where the time goes.
     c.bench_function("bind the handoff (scope)", |b| {
-        b.iter(|| {
-            black_box(
-                policy
-                    .routing_compiler
-                    .scope(
-                        [("handoff".to_string(), facts.value())],
-                        policy.calendars.clone(),
-                        now,
-                    )
-                    .expect("scope"),
-            )
-        })
+        b.iter(|| black_box(bind(&facts)))
     });
-    let scope = policy
-        .routing_compiler
-        .scope(
-            [("handoff".to_string(), facts.value())],
-            policy.calendars.clone(),
-            now,
-        )
-        .expect("scope");
+    let scope = bind(&facts);
     c.bench_function("first matching route of 50 (the 18th)", |b| {
         b.iter(|| black_box(routing::route(&policy.routing, &scope).0))
     });

@@ -200,6 +200,23 @@ fn temp_dir() -> std::path::PathBuf {
     p
 }
 
+/// A new PostgreSQL database for one test: the admin pool, its name (to drop it) and its URL.
+async fn pg_database(url: &str, test: &str) -> (sqlx::PgPool, String, String) {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let name = format!("baton_api_{test}_{}_{nanos}", std::process::id());
+    let admin = sqlx::PgPool::connect(url).await.expect("PostgreSQL");
+    // The name is built from a test name and numbers only.
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .expect("create database");
+    let base = url.rsplit_once('/').map_or(url, |(b, _)| b);
+    let db = format!("{base}/{name}");
+    (admin, name, db)
+}
+
 async fn apps(test: &str) -> Vec<TestApp> {
     apps_with(test, POLICY).await
 }
@@ -212,20 +229,8 @@ async fn apps_with(test: &str, policy: &str) -> Vec<TestApp> {
     let mut out = vec![TestApp::spawn_policy(sqlite, policy).await];
     match std::env::var("BATON_TEST_DATABASE_URL") {
         Ok(url) => {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos());
-            let name = format!("baton_api_{test}_{}_{nanos}", std::process::id());
-            let admin = sqlx::PgPool::connect(&url).await.expect("PostgreSQL");
-            // The name is built from a test name and numbers only.
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .execute(&admin)
-                .await
-                .expect("create database");
-            let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
-            let pg = PgStore::connect(&format!("{base}/{name}"))
-                .await
-                .expect("connect");
+            let (admin, name, db) = pg_database(&url, test).await;
+            let pg = PgStore::connect(&db).await.expect("connect");
             pg.migrate().await.expect("migrate");
             let mut app = TestApp::spawn_policy(pg, policy).await;
             app.pg = Some((admin, name));
@@ -877,23 +882,10 @@ async fn two_nodes(test: &str) -> Vec<(TestApp, TestApp)> {
         TestApp::spawn_without_keys(b).await,
     )];
     if let Ok(url) = std::env::var("BATON_TEST_DATABASE_URL") {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let name = format!("baton_api_{test}_{}_{nanos}", std::process::id());
-        let admin = sqlx::PgPool::connect(&url).await.expect("PostgreSQL");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&admin)
-            .await
-            .expect("create database");
-        let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
-        let a = PgStore::connect(&format!("{base}/{name}"))
-            .await
-            .expect("connect");
+        let (admin, name, db) = pg_database(&url, test).await;
+        let a = PgStore::connect(&db).await.expect("connect");
         a.migrate().await.expect("migrate");
-        let b = PgStore::connect(&format!("{base}/{name}"))
-            .await
-            .expect("connect");
+        let b = PgStore::connect(&db).await.expect("connect");
         let mut first = TestApp::spawn(a).await;
         first.pg = Some((admin, name));
         out.push((first, TestApp::spawn_without_keys(b).await));
@@ -1728,17 +1720,7 @@ async fn a_restart_loses_no_timer() {
         eprintln!("notice: BATON_TEST_DATABASE_URL is not set; the restart runs on SQLite only");
         return;
     };
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let name = format!("baton_api_restart_{}_{nanos}", std::process::id());
-    let admin = sqlx::PgPool::connect(&url).await.expect("PostgreSQL");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&admin)
-        .await
-        .expect("create database");
-    let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
-    let db = format!("{base}/{name}");
+    let (admin, name, db) = pg_database(&url, "restart").await;
     let pg = PgStore::connect(&db).await.expect("connect");
     pg.migrate().await.expect("migrate");
     let first = TestApp::spawn_policy(pg, ROUTING_POLICY).await;

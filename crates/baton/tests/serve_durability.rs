@@ -41,10 +41,9 @@ fn start_with(dir: &std::path::Path, extra: &[&str]) -> (Child, String) {
     (child, url)
 }
 
-#[test]
-fn acknowledged_turns_survive_kill_9() {
-    let dir = data_dir();
-    let key_out = Command::new(env!("CARGO_BIN_EXE_baton"))
+/// Creates a bot key in the data directory and returns it.
+fn bot_key(dir: &std::path::Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_baton"))
         .args([
             "keys",
             "create",
@@ -54,18 +53,24 @@ fn acknowledged_turns_survive_kill_9() {
             "bot",
             "--data-dir",
         ])
-        .arg(&dir)
+        .arg(dir)
         .output()
         .expect("create a key");
     assert!(
-        key_out.status.success(),
+        out.status.success(),
         "{}",
-        String::from_utf8_lossy(&key_out.stderr)
+        String::from_utf8_lossy(&out.stderr)
     );
-    let key = String::from_utf8(key_out.stdout)
+    String::from_utf8(out.stdout)
         .expect("utf-8")
         .trim()
-        .to_string();
+        .to_string()
+}
+
+#[test]
+fn acknowledged_turns_survive_kill_9() {
+    let dir = data_dir();
+    let key = bot_key(&dir);
     assert!(key.starts_with("bt_"));
 
     let rt = tokio::runtime::Runtime::new().expect("runtime");
@@ -167,25 +172,7 @@ fn the_policy_given_stays_active_after_a_restart() {
         "version = 1\n[[trigger]]\nid = \"asked\"\nwhen = \"signals.human_request\"\nreason = \"asked\"\npriority = 1\naction = \"handoff\"\n",
     )
     .expect("write policy");
-    let key = String::from_utf8(
-        Command::new(env!("CARGO_BIN_EXE_baton"))
-            .args([
-                "keys",
-                "create",
-                "--name",
-                "t",
-                "--role",
-                "bot",
-                "--data-dir",
-            ])
-            .arg(&dir)
-            .output()
-            .expect("key")
-            .stdout,
-    )
-    .expect("utf-8")
-    .trim()
-    .to_string();
+    let key = bot_key(&dir);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let client = reqwest::Client::new();
     let hash_of = |url: String| {
@@ -231,25 +218,7 @@ fn a_team_file_puts_its_reps() {
         "[[rep]]\nid = \"maya\"\nname = \"Maya\"\nskills = { support = 7 }\ncapacity = 2\n\n[[rep]]\nid = \"raj\"\non_call = true\n",
     )
     .expect("write team");
-    let key = String::from_utf8(
-        Command::new(env!("CARGO_BIN_EXE_baton"))
-            .args([
-                "keys",
-                "create",
-                "--name",
-                "t",
-                "--role",
-                "bot",
-                "--data-dir",
-            ])
-            .arg(&dir)
-            .output()
-            .expect("key")
-            .stdout,
-    )
-    .expect("utf-8")
-    .trim()
-    .to_string();
+    let key = bot_key(&dir);
     let (mut child, url) = start_with(&dir, &["--team", team.to_str().expect("path")]);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let reps: serde_json::Value = rt.block_on(async {
