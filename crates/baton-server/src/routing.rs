@@ -424,6 +424,8 @@ impl<S: Store> App<S> {
             forget_members(&mut st);
             st.loaded = true;
         }
+        // Whoever reads the state sees each rep's queues for the policy now active.
+        refresh_members(&mut st, &self.engine().policy);
         Ok(st)
     }
 }
@@ -1413,9 +1415,7 @@ pub(crate) async fn get_rep<S: Store>(
 ) -> Result<Response, ApiError> {
     authenticate(&app, &headers).await?.require_rep(&id)?;
     valid_id(&id)?;
-    let engine = app.engine();
-    let mut st = app.router_state().await?;
-    refresh_members(&mut st, &engine.policy);
+    let st = app.router_state().await?;
     if !st.reps.iter().any(|r| r.id == id) {
         return Err(ApiError::not_found("rep", &id));
     }
@@ -1428,9 +1428,7 @@ pub(crate) async fn list_reps<S: Store>(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authenticate(&app, &headers).await?;
-    let engine = app.engine();
-    let mut st = app.router_state().await?;
-    refresh_members(&mut st, &engine.policy);
+    let st = app.router_state().await?;
     let reps: Vec<serde_json::Value> = st.reps.iter().map(|r| rep_out(&st, &r.id)).collect();
     Ok(axum::Json(json!({ "reps": reps })).into_response())
 }
@@ -1882,14 +1880,13 @@ pub(crate) async fn get_slots<S: Store>(
     authenticate(&app, &headers).await?;
     valid_id(&id)?;
     let engine = app.engine();
-    let mut st = app.router_state().await?;
+    let st = app.router_state().await?;
     let doc = app
         .store
         .handoff_routing(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("handoff", &id))?;
     let doc: Doc = serde_json::from_str(&doc).unwrap_or_default();
-    refresh_members(&mut st, &engine.policy);
     let o = Open {
         id: id.clone(),
         state: String::new(),

@@ -1574,6 +1574,16 @@ async fn rep_and_handoff_requests_are_checked() {
             json!(["sales"]),
             "the answer names the rep's queues: {rep}"
         );
+        // A server that has not routed anything yet still answers with the rep's queues.
+        let (s, b) = app
+            .call(
+                "PUT",
+                "/v1/reps/ana/presence",
+                Some(&rep_key("ana")),
+                json!({"presence": "offline"}),
+            )
+            .await;
+        assert_eq!((s, &b["queues"]), (200, &json!(["sales"])), "{b}");
         let (s, b) = app
             .call(
                 "PUT",

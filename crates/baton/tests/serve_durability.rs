@@ -43,14 +43,19 @@ fn start_with(dir: &std::path::Path, extra: &[&str]) -> (Child, String) {
 
 /// Creates a bot key in the data directory and returns it.
 fn bot_key(dir: &std::path::Path) -> String {
+    make_key(dir, "test", "bot")
+}
+
+/// Creates a key with this name and role in the data directory and returns it.
+fn make_key(dir: &std::path::Path, name: &str, role: &str) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_baton"))
         .args([
             "keys",
             "create",
             "--name",
-            "test",
+            name,
             "--role",
-            "bot",
+            role,
             "--data-dir",
         ])
         .arg(dir)
@@ -221,6 +226,26 @@ fn a_team_file_puts_its_reps() {
     let key = bot_key(&dir);
     let (mut child, url) = start_with(&dir, &["--team", team.to_str().expect("path")]);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
+    // The first request after the start is a presence change: its answer names the queues
+    // the rep belongs to under the default policy.
+    let maya = make_key(&dir, "maya", "rep");
+    let presence: serde_json::Value = rt.block_on(async {
+        reqwest::Client::new()
+            .put(format!("{url}/v1/reps/maya/presence"))
+            .bearer_auth(&maya)
+            .json(&serde_json::json!({"presence": "away"}))
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("json")
+    });
+    assert_eq!(
+        presence["queues"],
+        serde_json::json!(["support"]),
+        "{presence}"
+    );
     let reps: serde_json::Value = rt.block_on(async {
         reqwest::Client::new()
             .get(format!("{url}/v1/reps"))
@@ -240,7 +265,7 @@ fn a_team_file_puts_its_reps() {
         .unwrap_or_default();
     assert_eq!(ids, ["maya", "raj"], "{reps}");
     assert_eq!(reps["reps"][0]["attributes"]["capacity"], 2);
-    assert_eq!(reps["reps"][0]["presence"], "offline");
+    assert_eq!(reps["reps"][0]["presence"], "away");
 
     std::fs::write(&team, "[[rep]]\nid = \"bad\"\ncapacity = 0\n").expect("write team");
     let out = Command::new(env!("CARGO_BIN_EXE_baton"))
