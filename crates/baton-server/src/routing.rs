@@ -858,15 +858,16 @@ impl<S: Store> App<S> {
             .queue(queue)
             .map(|i| &policy.routing.queues[i])?;
         let members = st.members.get(queue)?;
+        // Places free now: available members at work, less what they already hold.
         let free: usize = st
             .reps
             .iter()
             .zip(members)
             .filter(|(r, m)| {
-                **m && matches!(r.presence, Presence::Available | Presence::Busy)
+                **m && r.presence == Presence::Available
                     && routing::working(&r.rep, &policy.calendars, ts(at))
             })
-            .map(|(r, _)| r.rep.capacity as usize)
+            .map(|(r, _)| r.rep.capacity.saturating_sub(r.load) as usize)
             .sum();
         let own = (o.doc.priority, -o.doc.created_ms);
         let ahead = st

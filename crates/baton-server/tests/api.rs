@@ -1574,13 +1574,13 @@ async fn rep_and_handoff_requests_are_checked() {
             json!(["sales"]),
             "the answer names the rep's queues: {rep}"
         );
-        // A server that has not routed anything yet still answers with the rep's queues.
+        // A busy rep takes no offers: no ETA is promised on her account.
         let (s, b) = app
             .call(
                 "PUT",
                 "/v1/reps/ana/presence",
                 Some(&rep_key("ana")),
-                json!({"presence": "offline"}),
+                json!({"presence": "busy"}),
             )
             .await;
         assert_eq!((s, &b["queues"]), (200, &json!(["sales"])), "{b}");
@@ -1615,7 +1615,7 @@ async fn rep_and_handoff_requests_are_checked() {
             )
             .await;
         assert_eq!(s, 409);
-        // No rep at all: no ETA can be promised, and the message says so plainly.
+        // Nobody available (ana is busy): no ETA can be promised, and the message says so plainly.
         let (_, d) = app
             .turn(
                 "d0",
