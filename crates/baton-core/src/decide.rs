@@ -139,6 +139,12 @@ pub struct ConversationView {
     pub state: State,
     pub epoch: u64,
     pub turns: Vec<PastTurn>,
+    /// Where the bot's current stint starts: `turns[..since]` were already answered by a
+    /// person or a promise of one (a decision that handed off, held, scheduled or followed
+    /// up), so requests, frustration and loops are read from `turns[since..]` only, and a
+    /// trigger that was already true on the facts known before fires again only on something
+    /// new ([`Detector::conversation_since`]). 0 for a conversation the bot never gave away.
+    pub since: usize,
     /// When each trigger last fired, for cooldowns.
     pub fired: Vec<(String, Timestamp)>,
     pub contact: HashMap<String, String>,
@@ -163,6 +169,7 @@ impl ConversationView {
             state: State::Bot,
             epoch: 0,
             turns: Vec::new(),
+            since: 0,
             fired: Vec::new(),
             contact: HashMap::new(),
             account: HashMap::new(),
@@ -210,6 +217,24 @@ impl ConversationView {
             Event::Signal { name, value } => {
                 self.custom.insert(name.clone(), value.clone());
             }
+        }
+    }
+}
+
+impl ConversationView {
+    /// Takes in a decision made on this view (and the turn it was made on, if any), as a
+    /// service's cache or a replay keeps the conversation going without reading it again.
+    pub fn record(&mut self, d: &Decision, turn: Option<PastTurn>, at: Timestamp) {
+        if let Some(t) = turn {
+            self.turns.push(t);
+        }
+        self.state = d.state;
+        self.epoch = d.epoch;
+        if let Some(t) = &d.trigger {
+            self.fired.push((t.clone(), at));
+        }
+        if d.action != Outcome::Continue {
+            self.since = self.turns.len();
         }
     }
 }
@@ -649,7 +674,7 @@ fn evaluate(
     if !explicit {
         cached.push(turn_signals.as_ref());
     }
-    let mut signals = detector.conversation_cached(&turns, &cached, today);
+    let mut signals = detector.conversation_since(&turns, &cached, today, view.since);
     if explicit {
         signals.human_request = true;
     }
@@ -709,24 +734,35 @@ fn evaluate(
         None => (&policy.qualification, &policy.triggers),
     };
     decision.segment = segment.map(|s| s.id.clone());
-    let mut criteria: Vec<(String, bool)> = Vec::new();
-    for c in qualification {
-        let met = sc.eval_bool(&c.when).ok();
-        decision.criteria.push(CriterionEval {
-            name: c.name.clone(),
-            met,
-        });
-        criteria.push((c.name.clone(), met.unwrap_or(false)));
-    }
-    sc.set("lead", lead_value(&signals, 0.0, &criteria));
-    let mut score = 0.0;
-    for r in &policy.scoring {
-        if sc.eval_bool(&r.when).unwrap_or(false) {
-            score += r.points;
-        }
-    }
+    let (criteria, score) = lead_stages(policy, qualification, &mut sc, &signals);
+    decision.criteria = criteria;
     decision.lead_score = score;
-    sc.set("lead", lead_value(&signals, score, &criteria));
+    // In a later stint, what was already true on the facts known before (no new request,
+    // intent, topic or loop) was answered then: such a trigger waits for something new.
+    let mut standing = if view.since > 0 {
+        let base = Signals {
+            qualification: signals.qualification.clone(),
+            conversation: baton_detect::ConversationSignals {
+                user_turns: signals.conversation.user_turns,
+                ..Default::default()
+            },
+            ..Signals::default()
+        };
+        policy
+            .compiler
+            .scope(
+                context(view, turn, &base, 0.0, &[], now),
+                policy.calendars.clone(),
+                now,
+            )
+            .ok()
+            .map(|mut b| {
+                lead_stages(policy, qualification, &mut b, &base);
+                b
+            })
+    } else {
+        None
+    };
 
     let user_turns = signals.conversation.user_turns as u32;
     let mut chosen: Option<usize> = None;
@@ -750,6 +786,19 @@ fn evaluate(
             eval.note = Some(format!("cooling down since {at}"));
         } else {
             match sc.eval_bool(&t.when) {
+                Ok(true)
+                    if t.action != Action::Nurture
+                        && standing
+                            .as_mut()
+                            .is_some_and(|b| b.eval_bool(&t.when).unwrap_or(false)) =>
+                {
+                    eval.value = Some(true);
+                    eval.note = Some(
+                        "already true before the conversation came back to the bot; \
+                         waits for something new"
+                            .into(),
+                    );
+                }
                 Ok(v) => {
                     eval.value = Some(v);
                     eval.fired = v;
@@ -804,6 +853,36 @@ fn evaluate(
     decision.signals = signals;
     decision.turn_signals = turn_signals;
     Ok(decision)
+}
+
+/// Qualification, then scoring, in `sc`: the criteria as evaluated and the lead score.
+/// `lead` is bound in `sc` after each stage, since scoring reads the criteria and triggers
+/// read the score.
+fn lead_stages(
+    policy: &Policy,
+    qualification: &[crate::policy::Criterion],
+    sc: &mut crate::expr::Scope,
+    signals: &Signals,
+) -> (Vec<CriterionEval>, f64) {
+    let mut evals = Vec::with_capacity(qualification.len());
+    let mut criteria: Vec<(String, bool)> = Vec::with_capacity(qualification.len());
+    for c in qualification {
+        let met = sc.eval_bool(&c.when).ok();
+        evals.push(CriterionEval {
+            name: c.name.clone(),
+            met,
+        });
+        criteria.push((c.name.clone(), met.unwrap_or(false)));
+    }
+    sc.set("lead", lead_value(signals, 0.0, &criteria));
+    let mut score = 0.0;
+    for r in &policy.scoring {
+        if sc.eval_bool(&r.when).unwrap_or(false) {
+            score += r.points;
+        }
+    }
+    sc.set("lead", lead_value(signals, score, &criteria));
+    (evals, score)
 }
 
 /// The authority a human reads.

@@ -69,20 +69,16 @@ pub fn run(policy: &Policy, detector: &Detector, t: &Transcript, first_at: Times
         };
         let decision = decide(policy, detector, &view, &new, at);
         if let Ok(d) = &decision {
-            view.state = d.state;
-            view.epoch = d.epoch;
-            if let Some(tr) = &d.trigger {
-                view.fired.push((tr.clone(), at));
-            }
             if let Some(c) = turn.bot.as_ref().and_then(|b| b.confidence) {
                 view.bot_confidence = Some(c);
             }
-            view.turns.push(PastTurn {
+            let past = PastTurn {
                 role: turn.role,
                 text: turn.text.clone(),
                 at,
                 signals: d.turn_signals.clone(),
-            });
+            };
+            view.record(d, Some(past), at);
         }
         steps.push(Step {
             index,

@@ -50,17 +50,81 @@ fn apply(
     d: &baton_core::decide::Decision,
     at: Timestamp,
 ) {
-    view.turns.push(PastTurn {
+    let past = PastTurn {
         role: turn.role,
         text: turn.text.clone(),
         at,
         signals: d.turn_signals.clone(),
-    });
-    view.state = d.state;
-    view.epoch = d.epoch;
-    if let Some(t) = &d.trigger {
-        view.fired.push((t.clone(), at));
-    }
+    };
+    view.record(d, Some(past), at);
+}
+
+/// The rep hands the conversation back, as the router does: a new owner, a new epoch.
+fn hand_back(view: &mut ConversationView) {
+    view.state = State::HandedBack;
+    view.epoch += 1;
+}
+
+#[test]
+fn after_a_hand_back_only_something_new_hands_off_again() {
+    let now = monday_afternoon();
+    let mut view = ConversationView::new();
+    let t = user("Can I talk to a real person please?");
+    let d = decide(&POLICY, &DETECTOR, &view, &t, now).expect("decision");
+    assert_eq!(d.trigger.as_deref(), Some("explicit_request"));
+    apply(&mut view, &t, &d, now);
+    let t = user("my invoice shows the wrong amount");
+    let d = decide(&POLICY, &DETECTOR, &view, &t, now).expect("decision");
+    assert_eq!(d.action, Outcome::Hold);
+    apply(&mut view, &t, &d, now);
+    hand_back(&mut view);
+
+    // The bot speaks again and the visitor thanks it: the old request is not honoured twice.
+    let later = now.checked_add(SignedDuration::from_mins(5)).expect("ts");
+    let b = bot("Glad that's sorted. Anything else?", Some(view.epoch));
+    let d = decide(&POLICY, &DETECTOR, &view, &b, later).expect("decision");
+    assert_eq!(d.action, Outcome::Continue, "{:?}", d.trigger);
+    apply(&mut view, &b, &d, later);
+    let t = user("no that's all, thanks");
+    let d = decide(&POLICY, &DETECTOR, &view, &t, later).expect("decision");
+    assert_eq!(d.action, Outcome::Continue, "{:?}", d.trigger);
+    assert!(!d.signals.human_request);
+    apply(&mut view, &t, &d, later);
+
+    // A new request is.
+    let t = user("actually, can I speak with someone again?");
+    let d = decide(&POLICY, &DETECTOR, &view, &t, later).expect("decision");
+    assert_eq!(
+        (d.action, d.trigger.as_deref()),
+        (Outcome::Handoff, Some("explicit_request"))
+    );
+    assert!(d.signals.evidence.iter().all(|e| e.turn >= view.since));
+}
+
+#[test]
+fn a_lead_qualified_before_a_hand_back_waits_for_something_new() {
+    let now = monday_afternoon();
+    let mut view = ConversationView::new();
+    let t = user("I'm the CTO, we have a budget of $80,000 and need to roll this out next month");
+    let d = decide(&POLICY, &DETECTOR, &view, &t, now).expect("decision");
+    assert_eq!(d.action, Outcome::Handoff, "{:?}", d.triggers);
+    let first = d.trigger.clone();
+    apply(&mut view, &t, &d, now);
+    hand_back(&mut view);
+
+    let t = user("ok, thank you");
+    let d = decide(&POLICY, &DETECTOR, &view, &t, now).expect("decision");
+    assert_eq!(d.action, Outcome::Continue, "{:?}", d.triggers);
+    let waiting = d
+        .triggers
+        .iter()
+        .find(|e| Some(&e.id) == first.as_ref())
+        .expect("the trigger is evaluated");
+    assert_eq!(waiting.value, Some(true));
+    assert!(!waiting.fired);
+    assert!(waiting.note.as_deref().is_some_and(|n| n.contains("new")));
+    // The facts stay known to the lead.
+    assert!(d.criteria.iter().any(|c| c.met == Some(true)));
 }
 
 #[test]

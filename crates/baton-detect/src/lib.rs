@@ -300,6 +300,49 @@ impl Detector {
         self.conversation_cached(turns, &[], today)
     }
 
+    /// [`Detector::conversation_cached`] for a conversation whose earlier part was already
+    /// answered by a person (a handoff, a schedule, a follow-up): the flags (human request,
+    /// frustration, confusion, loops), intents, topics and the bot's behaviour are read from
+    /// `turns[since..]` only, so that a request honoured once is not honoured again, while the
+    /// facts the visitor stated (budget, timeline, authority, company size) stay known from the
+    /// whole conversation. Evidence keeps its index in the whole conversation.
+    pub fn conversation_since(
+        &self,
+        turns: &[Turn<'_>],
+        cached: &[Option<&Signals>],
+        today: Date,
+        since: usize,
+    ) -> Signals {
+        if since == 0 {
+            return self.conversation_cached(turns, cached, today);
+        }
+        let since = since.min(turns.len());
+        let recent_cached = cached.get(since..).unwrap_or(&[]);
+        let mut s = self.conversation_cached(&turns[since..], recent_cached, today);
+        for e in &mut s.evidence {
+            e.turn += since;
+        }
+        if let Some(e) = &mut s.qualification.authority_evidence {
+            e.turn += since;
+        }
+        let whole = self.conversation_cached(turns, cached, today);
+        let q = &mut s.qualification;
+        if q.budget.is_none() {
+            q.budget = whole.qualification.budget;
+        }
+        if q.timeline.is_none() {
+            q.timeline = whole.qualification.timeline;
+        }
+        if q.company_size.is_none() {
+            q.company_size = whole.qualification.company_size;
+        }
+        if q.authority == Authority::Unknown {
+            q.authority = whole.qualification.authority;
+            q.authority_evidence = whole.qualification.authority_evidence;
+        }
+        s
+    }
+
     /// [`Detector::conversation`], reusing the message signals already computed for earlier
     /// turns: `cached[i]`, when present, is what [`Detector::message`] returned for `turns[i]`
     /// (a service computes each turn's signals once, when it arrives, and stores them).

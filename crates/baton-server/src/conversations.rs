@@ -80,6 +80,16 @@ pub(crate) fn view_of(row: &ConversationRow) -> ConversationView {
         .iter()
         .filter_map(|d| Some((d.trigger.clone()?, d.at.parse().ok()?)))
         .collect();
+    // The bot's stint starts after the last turn a person answered (`ConversationView::since`).
+    if let Some(last) = row
+        .decisions
+        .iter()
+        .filter(|d| d.action != "continue")
+        .map(|d| d.seq)
+        .max()
+    {
+        view.since = row.turns.iter().take_while(|t| t.seq <= last).count();
+    }
     view
 }
 
@@ -331,14 +341,7 @@ fn remember_decided<S: Store>(
     if let Some(v) = d.view {
         k.view = v;
     }
-    if let Some(t) = d.turn {
-        k.view.turns.push(t);
-    }
-    k.view.state = d.decision.state;
-    k.view.epoch = d.decision.epoch;
-    if let Some(t) = &d.decision.trigger {
-        k.view.fired.push((t.clone(), d.at));
-    }
+    k.view.record(d.decision, d.turn, d.at);
     k.count = d.seq + 1;
     if let Some(h) = d.handoff_id {
         k.last_handoff = Some(h.to_string());

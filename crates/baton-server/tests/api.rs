@@ -1512,6 +1512,77 @@ async fn capacity_holds_and_a_rep_coming_online_drains_the_queue_oldest_first() 
 }
 
 #[tokio::test]
+async fn a_handed_back_conversation_goes_on_with_the_bot_until_something_new() {
+    for app in apps_with("hand_back", ROUTING_POLICY).await {
+        team(&app).await;
+        app.presence("ana", "available").await;
+        let h = app.ask_for_human("hb").await;
+        let r = app.routing_when(&h, |r| pending(r).is_some()).await;
+        assert_eq!(pending(&r).as_deref(), Some("ana"));
+        let (s, _) = app.act(&h, "accept", "ana", json!({})).await;
+        assert_eq!(s, 200);
+        let (s, d) = app
+            .turn(
+                "hb",
+                json!({"role": "user", "text": "it's about my last order"}),
+                None,
+            )
+            .await;
+        assert_eq!((s, d["action"].as_str()), (200, Some("hold")), "{d}");
+        let (s, b) = app
+            .act(
+                &h,
+                "hand-back",
+                "ana",
+                json!({"note": "order found; the bot can share tracking"}),
+            )
+            .await;
+        assert_eq!((s, b["state"].as_str()), (200, Some("handed_back")), "{b}");
+        let (_, c) = app.get("/v1/conversations/hb").await;
+        assert_eq!(c["state"], "handed_back");
+        let epoch = c["epoch"].as_u64().expect("epoch");
+        // The note is there for the bot.
+        let (_, r) = app.get(&format!("/v1/handoffs/{h}/routing")).await;
+        assert!(r.to_string().contains("tracking"), "{r:#}");
+
+        // The bot speaks again with the new epoch (the conversation is read back from the
+        // store, as the hand-back changed it); the visitor's old request is not honoured a
+        // second time.
+        let (s, d) = app
+            .turn(
+                "hb",
+                json!({"role": "bot", "text": "Your parcel ships tomorrow.", "epoch": epoch}),
+                None,
+            )
+            .await;
+        assert_eq!((s, d["action"].as_str()), (200, Some("continue")), "{d}");
+        let (s, d) = app
+            .turn("hb", json!({"role": "user", "text": "great, thanks"}), None)
+            .await;
+        assert_eq!((s, d["action"].as_str()), (200, Some("continue")), "{d}");
+        let (s, d) = app
+            .turn(
+                "hb",
+                json!({"role": "user", "text": "and when will it arrive?"}),
+                None,
+            )
+            .await;
+        assert_eq!((s, d["action"].as_str()), (200, Some("continue")), "{d}");
+        // A new request is honoured: a second handoff.
+        let (s, d) = app
+            .turn(
+                "hb",
+                json!({"role": "user", "text": "let me speak to a person again"}),
+                None,
+            )
+            .await;
+        assert_eq!((s, d["action"].as_str()), (200, Some("handoff")), "{d}");
+        assert_ne!(d["handoff_id"].as_str(), Some(h.as_str()));
+        app.finish().await;
+    }
+}
+
+#[tokio::test]
 async fn rep_and_handoff_requests_are_checked() {
     for app in apps_with("repchecks", ROUTING_POLICY).await {
         // Only admins define reps; attributes are checked.

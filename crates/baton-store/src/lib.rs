@@ -811,7 +811,7 @@ macro_rules! store_impl {
                 .collect();
                 let decisions_sql = match detail {
                     Detail::Full => "SELECT seq, action, epoch, trigger_id, reason, policy_hash, trace, at FROM decisions WHERE conversation_id = $1 ORDER BY seq",
-                    Detail::ForDecision => "SELECT seq, action, epoch, trigger_id, reason, policy_hash, '', at FROM decisions WHERE conversation_id = $1 AND trigger_id IS NOT NULL ORDER BY seq",
+                    Detail::ForDecision => "SELECT seq, action, epoch, trigger_id, reason, policy_hash, '', at FROM decisions WHERE conversation_id = $1 AND (trigger_id IS NOT NULL OR action <> 'continue') ORDER BY seq",
                 };
                 let decisions = sqlx::query_as::<_, (i64, String, i64, Option<String>, Option<String>, String, String, String)>(decisions_sql)
                 .bind(id)
