@@ -325,20 +325,45 @@ impl Detector {
         if let Some(e) = &mut s.qualification.authority_evidence {
             e.turn += since;
         }
-        let whole = self.conversation_cached(turns, cached, today);
+        // Earlier facts, each from the latest visitor turn that gave it: only the turns'
+        // own signals are read, not the whole conversation again.
         let q = &mut s.qualification;
-        if q.budget.is_none() {
-            q.budget = whole.qualification.budget;
-        }
-        if q.timeline.is_none() {
-            q.timeline = whole.qualification.timeline;
-        }
-        if q.company_size.is_none() {
-            q.company_size = whole.qualification.company_size;
-        }
-        if q.authority == Authority::Unknown {
-            q.authority = whole.qualification.authority;
-            q.authority_evidence = whole.qualification.authority_evidence;
+        for (i, t) in turns[..since].iter().enumerate().rev() {
+            if q.budget.is_some()
+                && q.timeline.is_some()
+                && q.company_size.is_some()
+                && q.authority != Authority::Unknown
+            {
+                break;
+            }
+            if t.role != Role::User {
+                continue;
+            }
+            let own;
+            let sig = match cached.get(i).copied().flatten() {
+                Some(c) => c,
+                None => {
+                    own = self.message(t.text, today);
+                    &own
+                }
+            };
+            let f = &sig.qualification;
+            if q.budget.is_none() {
+                q.budget.clone_from(&f.budget);
+            }
+            if q.timeline.is_none() {
+                q.timeline.clone_from(&f.timeline);
+            }
+            if q.company_size.is_none() {
+                q.company_size.clone_from(&f.company_size);
+            }
+            if q.authority == Authority::Unknown && f.authority != Authority::Unknown {
+                q.authority = f.authority;
+                q.authority_evidence = f.authority_evidence.clone().map(|mut e| {
+                    e.turn = i;
+                    e
+                });
+            }
         }
         s
     }
