@@ -50,9 +50,9 @@ fn reps() -> Vec<RepState> {
                     .rotate_left(k as u32 * 11)
                     % n as u64) as usize
             };
-            RepState {
-                id: format!("rep{i:04}"),
-                rep: Rep {
+            let mut r = RepState::new(
+                &format!("rep{i:04}"),
+                Rep {
                     name: format!("Rep {i}"),
                     skills: PRODUCTS
                         .iter()
@@ -74,14 +74,14 @@ fn reps() -> Vec<RepState> {
                     manager: None,
                     email: None,
                 },
-                presence: if i.is_multiple_of(3) {
-                    Presence::Away
-                } else {
-                    Presence::Available
-                },
-                load: (i % 4) as u32,
-                last_offer: None,
-            }
+            );
+            r.presence = if i.is_multiple_of(3) {
+                Presence::Away
+            } else {
+                Presence::Available
+            };
+            r.load = (i % 4) as u32;
+            r
         })
         .collect()
 }
@@ -102,7 +102,7 @@ fn bench(c: &mut Criterion) {
                     let scope = policy
                         .routing_compiler
                         .scope(
-                            [("rep".to_string(), r.rep.value(&r.id, r.load))],
+                            [("rep".to_string(), r.value())],
                             policy.calendars.clone(),
                             now,
                         )

@@ -187,6 +187,92 @@ pub mod val {
     }
 }
 
+/// An object built once and bound many times, with one integer field that changes between
+/// bindings (a rep's `load`): binding it costs a reference count, not a rebuilt map. Reads of
+/// the other fields borrow from the shared map.
+#[derive(Debug, Clone)]
+pub struct Layered {
+    base: Arc<cel::common::types::CelMap<'static>>,
+    key: &'static str,
+    value: cel::common::types::CelInt,
+}
+
+/// The shared part of a [`Layered`] object.
+pub type Shared = Arc<cel::common::types::CelMap<'static>>;
+
+/// Builds the shared part of a [`Layered`] object from its fields.
+pub fn shared(fields: Vec<(&str, Val)>) -> Shared {
+    use cel::common::types::{CelMap, CelMapKey};
+    let m: std::collections::HashMap<CelMapKey<'static>, Val> = fields
+        .into_iter()
+        .map(|(k, v)| (CelMapKey::from(k.to_string()), v))
+        .collect();
+    Arc::new(CelMap::from(m))
+}
+
+impl Layered {
+    /// `base` with `key` read as `value`.
+    pub fn bind(base: &Shared, key: &'static str, value: i64) -> Val {
+        Box::new(Layered {
+            base: Arc::clone(base),
+            key,
+            value: value.into(),
+        })
+    }
+}
+
+impl cel::common::value::Val for Layered {
+    fn get_type(&self) -> &cel::common::types::Type {
+        &cel::common::types::MAP_TYPE
+    }
+
+    fn cel_type() -> &'static cel::common::types::Type {
+        &cel::common::types::MAP_TYPE
+    }
+
+    fn as_indexer<'b, 'w>(&'b self) -> Option<&'b (dyn cel::common::traits::Indexer + 'w)>
+    where
+        Self: 'w,
+    {
+        Some(self)
+    }
+
+    fn clone_as_boxed<'w>(&self) -> Box<dyn cel::common::value::Val + 'w>
+    where
+        Self: 'w,
+    {
+        Box::new(self.clone())
+    }
+}
+
+impl cel::common::traits::Indexer for Layered {
+    fn get<'b, 'w>(
+        &'b self,
+        key: &dyn cel::common::value::Val,
+    ) -> Result<cel::common::value::CowVal<'b, 'w>, cel::ExecutionError>
+    where
+        Self: 'w,
+    {
+        if key
+            .downcast_ref::<cel::common::types::CelString>()
+            .is_some_and(|k| k.inner() == self.key)
+        {
+            return Ok(cel::common::value::CowVal::Borrowed(&self.value));
+        }
+        self.base.get(key)
+    }
+
+    fn steal<'w>(
+        self: Box<Self>,
+        key: &dyn cel::common::value::Val,
+    ) -> Result<Box<dyn cel::common::value::Val + 'w>, cel::ExecutionError>
+    where
+        Self: 'w,
+    {
+        self.get(key).map(|v| v.into_owned())
+    }
+}
+
 /// An expression failed at evaluation time (a missing optional value, a division by zero).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EvalError(pub String);

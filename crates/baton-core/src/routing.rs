@@ -10,7 +10,9 @@ use std::fmt;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use crate::expr::{Compiler, EvalError, Expr, Object, Schema, Scope, Type, Val, val};
+use crate::expr::{
+    Compiler, EvalError, Expr, Layered, Object, Schema, Scope, Shared, Type, Val, val,
+};
 use crate::hours::Calendar;
 
 /// How a queue orders the reps that can take a handoff.
@@ -331,14 +333,15 @@ impl Rep {
         Ok(())
     }
 
-    /// The rep as CEL sees it (`rep.*`), with its current load.
-    pub fn value(&self, id: &str, load: u32) -> Val {
+    /// The rep as CEL sees it (`rep.*`), but for `load`, which changes between offers and is
+    /// laid over it when bound ([`RepState::value`]).
+    fn shared(&self, id: &str) -> Shared {
         let skills: std::collections::HashMap<_, Val> = self
             .skills
             .iter()
             .map(|(k, v)| (cel::common::types::CelMapKey::from(k.clone()), val::int(*v)))
             .collect();
-        val::object(vec![
+        crate::expr::shared(vec![
             ("id", val::string(id)),
             ("name", val::string(&self.name)),
             ("skills", Box::new(cel::common::types::CelMap::from(skills))),
@@ -351,7 +354,6 @@ impl Rep {
             ),
             ("on_call", val::bool(self.on_call)),
             ("capacity", val::int(i64::from(self.capacity))),
-            ("load", val::int(i64::from(load))),
         ])
     }
 }
@@ -403,12 +405,43 @@ pub fn parse_team(
 #[derive(Debug, Clone)]
 pub struct RepState {
     pub id: String,
-    pub rep: Rep,
+    rep: Rep,
+    /// `rep.*` for expressions, built when the attributes change rather than on every offer.
+    shared: Shared,
     pub presence: Presence,
     /// Offers pending plus conversations accepted and not yet resolved.
     pub load: u32,
     /// The last offer made to this rep, from any queue.
     pub last_offer: Option<Timestamp>,
+}
+
+impl RepState {
+    /// A rep, offline, with nothing offered yet.
+    pub fn new(id: &str, rep: Rep) -> RepState {
+        RepState {
+            id: id.to_string(),
+            shared: rep.shared(id),
+            rep,
+            presence: Presence::Offline,
+            load: 0,
+            last_offer: None,
+        }
+    }
+
+    pub fn rep(&self) -> &Rep {
+        &self.rep
+    }
+
+    /// New attributes.
+    pub fn set_rep(&mut self, rep: Rep) {
+        self.shared = rep.shared(&self.id);
+        self.rep = rep;
+    }
+
+    /// The rep as expressions see it (`rep.*`), with its current load.
+    pub fn value(&self) -> Val {
+        Layered::bind(&self.shared, "load", i64::from(self.load))
+    }
 }
 
 /// The fairness ledger: offers made per `(queue, rep)`, and when the last one was.
@@ -585,7 +618,7 @@ pub fn choose(
         let reason = match &queue.matches {
             None => Reason::Chosen,
             Some(m) => {
-                scope.set("rep", reps[i].rep.value(&reps[i].id, reps[i].load));
+                scope.set("rep", reps[i].value());
                 match scope.eval_bool(m) {
                     Ok(true) => Reason::Chosen,
                     Ok(false) => Reason::NoMatch,
@@ -767,9 +800,9 @@ mod tests {
     }
 
     fn rep(id: &str, langs: &[&str], capacity: u32, load: u32) -> RepState {
-        RepState {
-            id: id.into(),
-            rep: Rep {
+        let mut r = RepState::new(
+            id,
+            Rep {
                 name: id.into(),
                 skills: BTreeMap::from([("pricing".to_string(), id.len() as i64)]),
                 territories: vec![],
@@ -784,10 +817,10 @@ mod tests {
                 manager: None,
                 email: None,
             },
-            presence: Presence::Available,
-            load,
-            last_offer: None,
-        }
+        );
+        r.presence = Presence::Available;
+        r.load = load;
+        r
     }
 
     fn queue(c: &Compiler, strategy: Strategy, matches: Option<&str>) -> Queue {
@@ -815,6 +848,32 @@ mod tests {
             Timestamp::UNIX_EPOCH,
         )
         .expect("scope")
+    }
+
+    #[test]
+    fn a_rep_value_is_shared_with_its_load_laid_over() {
+        let c = compiler();
+        let e = c
+            .compile(
+                "rep.load < rep.capacity && handoff.language in rep.languages \
+                 && rep.skills['pricing'] == 3 && rep.id == 'ana' && has(rep.on_call)",
+                Some(&Type::Bool),
+            )
+            .expect("compiles");
+        let mut r = rep("ana", &["en", "fr"], 2, 0);
+        let mut sc = scope(&c, "fr");
+        for (load, expect) in [(0, true), (1, true), (2, false)] {
+            r.load = load;
+            sc.set("rep", r.value());
+            assert_eq!(sc.eval_bool(&e), Ok(expect), "load {load}");
+        }
+        // New attributes are seen at once.
+        let mut attrs = r.rep().clone();
+        attrs.languages = vec!["de".into()];
+        r.set_rep(attrs);
+        r.load = 0;
+        sc.set("rep", r.value());
+        assert_eq!(sc.eval_bool(&e), Ok(false));
     }
 
     #[test]

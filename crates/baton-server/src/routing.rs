@@ -364,13 +364,9 @@ impl<S: Store> App<S> {
                 })?;
                 st.heartbeat_ms.insert(r.id.clone(), r.heartbeat_ms);
                 st.missed.insert(r.id.clone(), r.missed);
-                st.reps.push(RepState {
-                    id: r.id,
-                    rep,
-                    presence: Presence::parse(&r.presence).unwrap_or(Presence::Offline),
-                    load: 0,
-                    last_offer: None,
-                });
+                let mut state = RepState::new(&r.id, rep);
+                state.presence = Presence::parse(&r.presence).unwrap_or(Presence::Offline);
+                st.reps.push(state);
             }
             st.open.clear();
             st.waiting = None;
@@ -445,7 +441,7 @@ fn refresh_members(st: &mut RouterState, policy: &Policy) {
                 Some(m) => policy
                     .routing_compiler
                     .scope(
-                        [("rep".to_string(), r.rep.value(&r.id, r.load))],
+                        [("rep".to_string(), r.value())],
                         policy.calendars.clone(),
                         Timestamp::now(),
                     )
@@ -865,9 +861,9 @@ impl<S: Store> App<S> {
             .zip(members)
             .filter(|(r, m)| {
                 **m && r.presence == Presence::Available
-                    && routing::working(&r.rep, &policy.calendars, ts(at))
+                    && routing::working(r.rep(), &policy.calendars, ts(at))
             })
-            .map(|(r, _)| r.rep.capacity.saturating_sub(r.load) as usize)
+            .map(|(r, _)| r.rep().capacity.saturating_sub(r.load) as usize)
             .sum();
         let own = (o.doc.priority, -o.doc.created_ms);
         let ahead = st
@@ -970,7 +966,7 @@ impl<S: Store> App<S> {
         let pairs: Vec<(&Rep, &[(Timestamp, Timestamp)])> = reps
             .iter()
             .zip(&booked)
-            .map(|(i, b)| (&st.reps[*i].rep, b.as_slice()))
+            .map(|(i, b)| (st.reps[*i].rep(), b.as_slice()))
             .collect();
         routing::slots(
             &pairs,
@@ -1205,7 +1201,7 @@ impl<S: Store> App<S> {
                 let mut told: Vec<String> = st
                     .reps
                     .iter()
-                    .filter(|r| r.rep.on_call)
+                    .filter(|r| r.rep().on_call)
                     .map(|r| r.id.clone())
                     .collect();
                 if let Some(rep) = &o.doc.rep
@@ -1213,7 +1209,7 @@ impl<S: Store> App<S> {
                         .reps
                         .iter()
                         .find(|r| &r.id == rep)
-                        .and_then(|r| r.rep.manager.clone())
+                        .and_then(|r| r.rep().manager.clone())
                 {
                     told.push(m);
                 }
@@ -1376,16 +1372,12 @@ pub(crate) async fn put_rep<S: Store>(
     let at = now_ms();
     let row = app.store.put_rep(&id, &attrs, at, &rfc3339(at)).await?;
     match st.reps.iter_mut().find(|r| r.id == id) {
-        Some(r) => r.rep = rep.clone(),
+        Some(r) => r.set_rep(rep.clone()),
         None => {
             st.heartbeat_ms.insert(id.clone(), at);
-            st.reps.push(RepState {
-                id: id.clone(),
-                rep: rep.clone(),
-                presence: Presence::parse(&row.presence).unwrap_or(Presence::Offline),
-                load: 0,
-                last_offer: None,
-            });
+            let mut state = RepState::new(&id, rep.clone());
+            state.presence = Presence::parse(&row.presence).unwrap_or(Presence::Offline);
+            st.reps.push(state);
         }
     }
     forget_members(&mut st);
@@ -1398,7 +1390,7 @@ fn rep_out(st: &RouterState, id: &str) -> serde_json::Value {
     match st.reps.iter().find(|r| r.id == id) {
         Some(r) => json!({
             "id": r.id,
-            "attributes": r.rep,
+            "attributes": r.rep(),
             "presence": r.presence.as_str(),
             "load": r.load,
             "missed_offers": st.missed.get(id).copied().unwrap_or(0),
@@ -1596,7 +1588,7 @@ pub(crate) async fn act<S: Store>(
                 .reps
                 .iter()
                 .find(|r| r.id == rep)
-                .map(|r| r.rep.name.clone())
+                .map(|r| r.rep().name.clone())
                 .unwrap_or_default();
             let kept = o
                 .doc
@@ -1961,7 +1953,7 @@ pub(crate) async fn post_meeting<S: Store>(
     let len = engine.policy.routing.slot;
     let end = start.checked_add(len).unwrap_or(start);
     let open = rep
-        .rep
+        .rep()
         .hours
         .as_ref()
         .and_then(|c| engine.policy.calendars.get(c))
