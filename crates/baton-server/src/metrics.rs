@@ -178,6 +178,15 @@ pub(crate) async fn summary<S: Store>(
         "handoffs_by_trigger": map(&s.handoffs_by_trigger),
         "decisions_by_action": map(&s.decisions_by_action),
         "handoffs_per_conversation": (handoff_rate * 10_000.0).round() / 10_000.0,
+        // Whether the ETAs Baton told visitors held: kept when a rep accepted in time,
+        // broken when one accepted late or nobody did.
+        "eta": {
+            "promised": s.eta_promised,
+            "kept": s.eta_kept,
+            "broken": s.eta_broken,
+            "share_kept": (s.eta_kept + s.eta_broken > 0)
+                .then(|| (s.eta_kept as f64 / (s.eta_kept + s.eta_broken) as f64 * 10_000.0).round() / 10_000.0),
+        },
         "policy_hash": app.engine().policy.hash,
     }))
     .into_response())

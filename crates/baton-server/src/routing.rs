@@ -18,7 +18,9 @@ use baton_core::policy::Policy;
 use baton_core::routing::{
     self, Fallback, HandoffFacts, Ledger, Presence, Reason, Rep, RepState, Routing,
 };
-use baton_store::{Applied, MeetingRow, OfferRow, RoutingChange, StateChange, Store, TimerRow};
+use baton_store::{
+    Applied, HandoffChange, MeetingRow, OfferRow, RoutingChange, StateChange, Store, TimerRow,
+};
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -57,6 +59,10 @@ pub(crate) struct Doc {
     pub target_since_ms: i64,
     /// Reps who declined or missed it at the current target.
     pub tried: Vec<String>,
+    /// Reps it was taken back from (accepted, then silent past the first-message SLA): never
+    /// offered it again, at any target.
+    #[serde(default)]
+    pub passed_over: Vec<String>,
     pub offer: Option<String>,
     pub rep: Option<String>,
     pub accepted_ms: Option<i64>,
@@ -64,6 +70,10 @@ pub(crate) struct Doc {
     pub sla_breaches: Vec<String>,
     /// The ETA promised to the visitor, seconds, and when.
     pub eta_promised: Option<(u64, i64)>,
+    /// Whether it was kept: a rep accepted within it (`true`), or the handoff went to a
+    /// fallback or was taken by nobody in time (`false`). `None` while still open.
+    #[serde(default)]
+    pub eta_kept: Option<bool>,
     pub fallback: Option<String>,
     pub slots: Vec<(i64, String)>,
     pub outcome: Option<serde_json::Value>,
@@ -278,12 +288,14 @@ impl Step {
     }
 
     fn handoff(&mut self, o: &Open) {
-        let row = (
-            o.id.clone(),
-            o.state.clone(),
-            serde_json::to_string(&o.doc).unwrap_or_else(|_| "{}".into()),
-        );
-        match self.change.handoffs.iter_mut().find(|h| h.0 == o.id) {
+        let row = HandoffChange {
+            id: o.id.clone(),
+            state: o.state.clone(),
+            routing: serde_json::to_string(&o.doc).unwrap_or_else(|_| "{}".into()),
+            eta_promised: o.doc.eta_promised.map(|(e, _)| e as i64),
+            eta_kept: o.doc.eta_kept,
+        };
+        match self.change.handoffs.iter_mut().find(|h| h.id == o.id) {
             Some(h) => *h = row,
             None => self.change.handoffs.push(row),
         }
@@ -637,7 +649,7 @@ impl<S: Store> App<S> {
             };
             let queue = &routing.queues[target.queue];
             o.doc.target_since_ms = at;
-            o.doc.tried.clear();
+            o.doc.tried.clone_from(&o.doc.passed_over);
             if let Some(p) = target.priority {
                 o.doc.priority = p;
             }
@@ -892,6 +904,10 @@ impl<S: Store> App<S> {
         step: &mut Step,
     ) {
         o.doc.fallback = Some(how.as_str().to_string());
+        if o.doc.eta_promised.is_some() && o.doc.eta_kept.is_none() {
+            // The visitor was told a person would come; none did.
+            o.doc.eta_kept = Some(false);
+        }
         let state = match how {
             Fallback::Schedule => "scheduled",
             Fallback::FollowUp => "follow_up",
@@ -1224,13 +1240,38 @@ impl<S: Store> App<S> {
                 for r in &told {
                     step.event(format!("rep:{r}"), "sla_breached", json!({"handoff_id": o.id, "conversation_id": o.doc.conversation_id, "sla": t.kind}));
                 }
+                let mut freed = false;
                 if t.kind == SLA_ACCEPT && matches!(o.state.as_str(), "queued" | "offered") {
                     // Escalate: the next target now.
                     self.cancel_offer(&mut st, &mut o, at, &mut step).await?;
                     o.doc.target += 1;
                     self.enter_target(&mut st, &engine.policy, &mut o, at, &mut step);
+                } else if t.kind == SLA_FIRST_MESSAGE
+                    && let Some(holder) = o.doc.rep.take()
+                {
+                    // The rep accepted but never wrote: the visitor is not left waiting on
+                    // them. The handoff is taken back and goes to the route's next target.
+                    trace(&mut o, at, "reassigned", json!({"from": holder}));
+                    step.event(
+                        format!("rep:{holder}"),
+                        "reassigned",
+                        json!({"handoff_id": o.id, "conversation_id": o.doc.conversation_id, "why": SLA_FIRST_MESSAGE}),
+                    );
+                    if let Some(r) = st.reps.iter_mut().find(|r| r.id == holder) {
+                        r.load = r.load.saturating_sub(1);
+                    }
+                    o.doc.accepted_ms = None;
+                    o.doc.passed_over.push(holder);
+                    o.state = "queued".into();
+                    step.own(&mut o, "queued");
+                    o.doc.target += 1;
+                    self.enter_target(&mut st, &engine.policy, &mut o, at, &mut step);
+                    freed = true;
                 }
                 self.settle(&mut st, step, vec![o]).await?;
+                if freed {
+                    self.drain(&mut st).await?;
+                }
             }
             PRESENCE => {
                 let rep = t.subject.trim_start_matches("presence#").to_string();
@@ -1594,6 +1635,9 @@ pub(crate) async fn act<S: Store>(
                 .doc
                 .eta_promised
                 .map(|(eta, since)| at - since <= (eta as i64) * 1000);
+            if o.doc.eta_kept.is_none() {
+                o.doc.eta_kept = kept;
+            }
             let waited = at - o.doc.created_ms;
             trace(
                 &mut o,

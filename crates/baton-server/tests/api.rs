@@ -57,10 +57,10 @@ impl TestApp {
         Self::spawn_policy(store, POLICY).await
     }
 
-    /// A node with the test keys (bot, admin, and rep keys `rep:ID` for reps ana, ben, dee
-    /// and oc) and this policy.
+    /// A node with the test keys (bot, admin, and rep keys `rep:ID` for reps ana, ben, dee,
+    /// oc and meg) and this policy.
     async fn spawn_policy<S: Store>(store: S, policy: &str) -> TestApp {
-        for rep in ["ana", "ben", "dee", "oc"] {
+        for rep in ["ana", "ben", "dee", "oc", "meg"] {
             store
                 .create_key(
                     &key_hash(&format!("rep:{rep}")),
@@ -1521,6 +1521,20 @@ async fn a_handed_back_conversation_goes_on_with_the_bot_until_something_new() {
         assert_eq!(pending(&r).as_deref(), Some("ana"));
         let (s, _) = app.act(&h, "accept", "ana", json!({})).await;
         assert_eq!(s, 200);
+        // She accepted within the ETA the visitor was given: a promise kept, counted.
+        let (_, m) = app
+            .call("GET", "/v1/metrics/summary", Some(KEY), Value::Null)
+            .await;
+        assert_eq!(
+            (
+                &m["eta"]["promised"],
+                &m["eta"]["kept"],
+                &m["eta"]["broken"]
+            ),
+            (&json!(1), &json!(1), &json!(0)),
+            "{m:#}"
+        );
+        assert_eq!(m["eta"]["share_kept"], 1.0);
         let (s, d) = app
             .turn(
                 "hb",
@@ -2092,6 +2106,72 @@ async fn an_sla_breach_escalates_to_the_next_target_and_tells_the_on_call_rep() 
                 .any(|(_, k, d)| k == "sla_breached" && d.contains(&h)),
             "{events:?}"
         );
+        app.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn a_rep_silent_past_the_first_message_sla_loses_the_handoff() {
+    let policy = SLA_POLICY.replace("sla_accept = \"1s\"", "sla_first_message = \"1s\"");
+    for app in apps_with("sla_first", &policy).await {
+        app.put_rep("ana", json!({"skills": {"sales": 5}, "manager": "meg"}))
+            .await;
+        app.put_rep("meg", json!({"name": "Meg"})).await;
+        app.put_rep("oc", json!({"on_call": true, "capacity": 2}))
+            .await;
+        app.presence("ana", "available").await;
+        app.presence("oc", "available").await;
+        let h = app.ask_for_human("f1").await;
+        let r = app.routing_when(&h, |r| pending(r).is_some()).await;
+        assert_eq!(pending(&r).as_deref(), Some("ana"));
+        let (s, _) = app.act(&h, "accept", "ana", json!({})).await;
+        assert_eq!(s, 200);
+        // ana never writes: after 1 s the handoff is taken from her and offered to the
+        // backup queue; she and her manager are told.
+        let r = app
+            .routing_when(&h, |r| pending(r).as_deref() == Some("oc"))
+            .await;
+        let steps: Vec<&str> = r["routing"]["trace"]
+            .as_array()
+            .map(|t| t.iter().filter_map(|s| s["step"].as_str()).collect())
+            .unwrap_or_default();
+        let at = |name: &str| steps.iter().position(|s| *s == name);
+        assert!(
+            at("accepted") < at("sla_breached") && at("sla_breached") < at("reassigned"),
+            "{steps:?}"
+        );
+        let breach = r["routing"]["trace"]
+            .as_array()
+            .and_then(|t| t.iter().find(|s| s["step"] == "sla_breached"))
+            .cloned()
+            .expect("breach");
+        assert_eq!(breach["sla"], "sla_first_message");
+        assert_eq!(breach["notified"], json!(["meg", "oc"]));
+        let (_, c) = app.get("/v1/conversations/f1").await;
+        assert_eq!(c["state"], "offered", "{c:#}");
+        let events = read_stream(&app, "/v1/reps/ana/stream", None, ("reassigned", 1)).await;
+        assert!(
+            events
+                .iter()
+                .any(|(_, k, d)| k == "reassigned" && d.contains(&h)),
+            "{events:?}"
+        );
+        let events = read_stream(&app, "/v1/reps/meg/stream", None, ("sla_breached", 1)).await;
+        assert!(events.iter().any(|(_, k, _)| k == "sla_breached"));
+        // She can no longer write to the visitor, and her place is free again.
+        let (s, _) = app
+            .call(
+                "POST",
+                "/v1/conversations/f1/messages",
+                Some(&rep_key("ana")),
+                json!({"text": "sorry, here now"}),
+            )
+            .await;
+        assert_eq!(s, 409);
+        let (_, rep) = app
+            .call("GET", "/v1/reps/ana", Some(&rep_key("ana")), Value::Null)
+            .await;
+        assert_eq!(rep["load"], 0, "{rep}");
         app.finish().await;
     }
 }

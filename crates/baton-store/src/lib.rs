@@ -174,6 +174,11 @@ pub struct Summary {
     pub handoffs_by_trigger: Vec<(String, i64)>,
     /// `(action, decisions)`.
     pub decisions_by_action: Vec<(String, i64)>,
+    /// Handoffs that promised the visitor an ETA; of those, the promises kept and broken
+    /// (the rest are still waiting).
+    pub eta_promised: i64,
+    pub eta_kept: i64,
+    pub eta_broken: i64,
 }
 
 /// The outcome of committing an entry.
@@ -258,6 +263,19 @@ pub struct StateChange {
     pub epoch: i64,
 }
 
+/// A handoff's routing record, as the router changed it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HandoffChange {
+    pub id: String,
+    pub state: String,
+    /// The routing record, JSON.
+    pub routing: String,
+    /// The ETA promised to the visitor, in seconds.
+    pub eta_promised: Option<i64>,
+    /// Whether that promise was kept, once it is known.
+    pub eta_kept: Option<bool>,
+}
+
 /// One step of the router, stored all or nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RoutingChange {
@@ -265,8 +283,7 @@ pub struct RoutingChange {
     pub at: String,
     /// Owner changes; if any compare-and-set fails, nothing is stored.
     pub conversations: Vec<StateChange>,
-    /// `(handoff id, state, routing JSON)`.
-    pub handoffs: Vec<(String, String, String)>,
+    pub handoffs: Vec<HandoffChange>,
     /// Inserted, or (same id) updated in state and answer time.
     pub offers: Vec<OfferRow>,
     /// `(rep id, presence, missed offers in a row)`.
@@ -939,6 +956,9 @@ macro_rules! store_impl {
                     )
                     .await?,
                     decisions_by_action: groups("SELECT action, COUNT(*) FROM decisions GROUP BY action ORDER BY action").await?,
+                    eta_promised: count("SELECT COUNT(*) FROM handoffs WHERE eta_promised IS NOT NULL").await?.0,
+                    eta_kept: count("SELECT COUNT(*) FROM handoffs WHERE eta_kept = 1").await?.0,
+                    eta_broken: count("SELECT COUNT(*) FROM handoffs WHERE eta_kept = 0").await?.0,
                 })
             }
 
@@ -1064,12 +1084,14 @@ macro_rules! store_impl {
                         return Ok(Applied::Conflict);
                     }
                 }
-                for (id, state, routing) in &c.handoffs {
-                    sqlx::query("UPDATE handoffs SET state = $1, routing = $2, updated_at = $3 WHERE id = $4")
-                        .bind(state)
-                        .bind(routing)
+                for h in &c.handoffs {
+                    sqlx::query("UPDATE handoffs SET state = $1, routing = $2, updated_at = $3, eta_promised = $4, eta_kept = $5 WHERE id = $6")
+                        .bind(&h.state)
+                        .bind(&h.routing)
                         .bind(&c.at)
-                        .bind(id)
+                        .bind(h.eta_promised)
+                        .bind(h.eta_kept.map(i32::from))
+                        .bind(&h.id)
                         .execute(&mut *tx)
                         .await?;
                 }
