@@ -160,7 +160,7 @@ pub fn document() -> Value {
                 "responses": responses(ok("The rep", json!({"type": "object"})), &["400", "401", "403", "404", "422"]),
             }},
             "/v1/reps/{id}/stream": {"get": {
-                "summary": "Server-sent events for a rep: offer, offer_ended, accepted, visitor_message, sla_breached, meeting_booked, presence. Reconnect with Last-Event-ID to get what was missed.",
+                "summary": "Server-sent events for a rep: offer, offer_ended, accepted, visitor_message, sla_breached, reassigned, meeting_booked, presence. Reconnect with Last-Event-ID to get what was missed.",
                 "parameters": [id_param("The rep id")],
                 "responses": {"200": {"description": "text/event-stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}}},
             }},
