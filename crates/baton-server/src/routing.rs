@@ -920,7 +920,7 @@ impl<S: Store> App<S> {
             o,
             at,
             "fallback",
-            json!({"action": how.as_str(), "why": why, "slots": o.doc.slots.iter().map(|(t, r)| json!({"start": rfc3339(*t), "rep": r})).collect::<Vec<_>>()}),
+            json!({"action": how.as_str(), "why": why, "slots": o.doc.slots.iter().map(|(t, r)| slot_json(*t, None, r, &o.doc.facts)).collect::<Vec<_>>()}),
         );
         o.state = state.into();
         step.change.cancel_timers.push(format!("{}#target", o.id));
@@ -929,11 +929,11 @@ impl<S: Store> App<S> {
         step.event(
             format!("conversation:{}", o.doc.conversation_id),
             "fallback",
-            json!({"handoff_id": o.id, "action": how.as_str(), "why": why, "slots": o.doc.slots.iter().map(|(t, r)| json!({"start": rfc3339(*t), "rep": r})).collect::<Vec<_>>()}),
+            json!({"handoff_id": o.id, "action": how.as_str(), "why": why, "slots": o.doc.slots.iter().map(|(t, r)| slot_json(*t, None, r, &o.doc.facts)).collect::<Vec<_>>()}),
         );
     }
 
-    /// The soonest meeting slots with reps of the handoff's route's queues.
+    /// The soonest meeting slots with reps who could take the handoff.
     fn slots_for(
         &self,
         st: &RouterState,
@@ -942,6 +942,56 @@ impl<S: Store> App<S> {
         at: i64,
         count: usize,
     ) -> Vec<(i64, String)> {
+        let reps = meeting_reps(st, policy, o, at);
+        let booked: Vec<Vec<(Timestamp, Timestamp)>> = reps.iter().map(|_| Vec::new()).collect();
+        let pairs: Vec<(&Rep, &[(Timestamp, Timestamp)])> = reps
+            .iter()
+            .zip(&booked)
+            .map(|(i, b)| (st.reps[*i].rep(), b.as_slice()))
+            .collect();
+        routing::slots(
+            &pairs,
+            &policy.calendars,
+            ts(at),
+            policy.routing.slot,
+            count,
+            SignedDuration::from_hours(24 * 14),
+        )
+        .into_iter()
+        .map(|(t, i)| (t.as_millisecond(), st.reps[reps[i]].id.clone()))
+        .collect()
+    }
+}
+
+/// A slot as the visitor and the API see it: UTC, and local time in the visitor's time zone
+/// (contact `time_zone`) when it is known.
+fn slot_json(
+    start_ms: i64,
+    end_ms: Option<i64>,
+    rep: &str,
+    facts: &HandoffFacts,
+) -> serde_json::Value {
+    let mut v = json!({"start": rfc3339(start_ms), "rep": rep});
+    if let Some(e) = end_ms {
+        v["end"] = json!(rfc3339(e));
+    }
+    if let Some(tz) = facts
+        .contact
+        .get("time_zone")
+        .and_then(|z| jiff::tz::TimeZone::get(z).ok())
+    {
+        let local = ts(start_ms).to_zoned(tz);
+        v["local"] = json!(local.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string());
+        v["local_label"] = json!(local.strftime("%A %-d %B, %H:%M %Z").to_string());
+        v["time_zone"] = json!(local.time_zone().iana_name().unwrap_or_default());
+    }
+    v
+}
+
+/// The reps a meeting about this handoff may be booked with: members of its route's queues
+/// whose `match` suits it (indexes into `st.reps`).
+fn meeting_reps(st: &RouterState, policy: &Policy, o: &Open, at: i64) -> Vec<usize> {
+    {
         let routing = &policy.routing;
         let scope = policy.routing_compiler.scope(
             [("handoff".to_string(), o.doc.facts.value())],
@@ -968,33 +1018,33 @@ impl<S: Store> App<S> {
                     .collect()
             })
             .unwrap_or_default();
+        // Members of the route's queues whose `match` suits this handoff.
         let mut reps: Vec<usize> = Vec::new();
+        let mut scope = scope.ok();
         for q in queues {
+            let matches = routing
+                .queue(q)
+                .and_then(|i| routing.queues[i].matches.as_ref());
             if let Some(m) = st.members.get(q) {
                 for (i, is) in m.iter().enumerate() {
-                    if *is && !reps.contains(&i) {
+                    if !*is || reps.contains(&i) {
+                        continue;
+                    }
+                    let suits = match (matches, scope.as_mut()) {
+                        (None, _) => true,
+                        (Some(e), Some(s)) => {
+                            s.set("rep", st.reps[i].value());
+                            s.eval_bool(e).unwrap_or(false)
+                        }
+                        (Some(_), None) => false,
+                    };
+                    if suits {
                         reps.push(i);
                     }
                 }
             }
         }
-        let booked: Vec<Vec<(Timestamp, Timestamp)>> = reps.iter().map(|_| Vec::new()).collect();
-        let pairs: Vec<(&Rep, &[(Timestamp, Timestamp)])> = reps
-            .iter()
-            .zip(&booked)
-            .map(|(i, b)| (st.reps[*i].rep(), b.as_slice()))
-            .collect();
-        routing::slots(
-            &pairs,
-            &policy.calendars,
-            ts(at),
-            routing.slot,
-            count,
-            SignedDuration::from_hours(24 * 14),
-        )
-        .into_iter()
-        .map(|(t, i)| (t.as_millisecond(), st.reps[reps[i]].id.clone()))
-        .collect()
+        reps
     }
 }
 
@@ -1936,7 +1986,7 @@ pub(crate) async fn get_slots<S: Store>(
         let booked = app.store.meetings(&rep, t).await?;
         let end = t + engine.policy.routing.slot.as_millis() as i64;
         if booked.iter().all(|m| end <= m.starts_ms || t >= m.ends_ms) {
-            free.push(json!({"start": rfc3339(t), "end": rfc3339(end), "rep": rep}));
+            free.push(slot_json(t, Some(end), &rep, &o.doc.facts));
         }
     }
     Ok(axum::Json(json!({"handoff_id": id, "slots": free})).into_response())
@@ -1993,6 +2043,26 @@ pub(crate) async fn post_meeting<S: Store>(
             &h.state,
             0,
         ));
+    }
+    // Only with a rep who could take it: a member of its route's queues who suits it.
+    let view = Open {
+        id: id.clone(),
+        state: h.state.clone(),
+        doc: doc.clone(),
+    };
+    if !meeting_reps(&st, &engine.policy, &view, now_ms())
+        .iter()
+        .any(|i| st.reps[*i].id == b.rep)
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "rep_not_eligible",
+            &format!(
+                "rep {} is not in a queue of this handoff's route, or does not suit it; GET the slots for the reps who do",
+                b.rep
+            ),
+        )
+        .field("rep"));
     }
     let len = engine.policy.routing.slot;
     let end = start.checked_add(len).unwrap_or(start);

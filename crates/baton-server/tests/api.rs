@@ -1972,6 +1972,17 @@ async fn after_hours_the_visitor_gets_meeting_slots_and_books_one() {
             json!({"name": "Ana", "skills": {"sales": 5}, "hours": "office"}),
         )
         .await;
+        // ben works the same hours but is in no queue of the route.
+        app.put_rep("ben", json!({"name": "Ben", "hours": "office"}))
+            .await;
+        let (s, d) = app
+            .turn(
+                "m1",
+                json!({"role": "user", "text": "hello", "contact": {"time_zone": "America/New_York"}}),
+                None,
+            )
+            .await;
+        assert_eq!(s, 200, "{d}");
         let h = app.ask_for_human("m1").await;
         let r = app
             .routing_when(&h, |r| r["routing"]["fallback"] == "schedule")
@@ -1988,6 +1999,29 @@ async fn after_hours_the_visitor_gets_meeting_slots_and_books_one() {
         let start: jiff::Timestamp = first["start"].as_str().expect("start").parse().expect("ts");
         let hour = start.to_zoned(jiff::tz::TimeZone::UTC).hour();
         assert!((9..17).contains(&hour), "inside ana's hours: {first}");
+        // Also shown in the visitor's time zone.
+        let ny = jiff::tz::TimeZone::get("America/New_York").expect("tz");
+        assert_eq!(first["time_zone"], "America/New_York", "{first}");
+        assert_eq!(
+            first["local"].as_str().and_then(|l| l.get(11..13)),
+            Some(format!("{:02}", start.to_zoned(ny).hour()).as_str()),
+            "{first}"
+        );
+        assert!(list.iter().all(|x| x["rep"] == "ana"), "{slots}");
+        // A meeting with a rep outside the route's queues is refused.
+        let (s, b) = app
+            .call(
+                "POST",
+                &format!("/v1/handoffs/{h}/meeting"),
+                Some(KEY),
+                json!({"start": first["start"], "rep": "ben"}),
+            )
+            .await;
+        assert_eq!(
+            (s, b["error"]["code"].as_str()),
+            (422, Some("rep_not_eligible")),
+            "{b}"
+        );
         // Book it; the same slot cannot be booked twice; a slot outside her hours is refused.
         let body = json!({"start": first["start"], "rep": "ana"});
         let (s, b) = app
