@@ -685,6 +685,135 @@ impl HandoffFacts {
     }
 }
 
+/// The routing facts of a handoff, from the decision that created it.
+pub fn facts_of(
+    id: &str,
+    d: &crate::decide::Decision,
+    view: &crate::decide::ConversationView,
+) -> HandoffFacts {
+    let get = |m: &BTreeMap<String, String>, keys: &[&str]| {
+        keys.iter()
+            .find_map(|k| m.get(*k).filter(|v| !v.is_empty()).cloned())
+            .unwrap_or_default()
+    };
+    let contact: BTreeMap<String, String> = view
+        .contact
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let account: BTreeMap<String, String> = view
+        .account
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let budget = d
+        .signals
+        .qualification
+        .budget
+        .as_ref()
+        .map(|b| b.amount)
+        .or_else(|| account.get("deal_size").and_then(|v| v.parse().ok()))
+        .unwrap_or(0.0);
+    let language = get(&contact, &["language", "lang"]);
+    HandoffFacts {
+        id: id.to_string(),
+        trigger: d.trigger.clone().unwrap_or_default(),
+        reason: d.reason.clone().unwrap_or_default(),
+        priority: d.priority.unwrap_or(0),
+        lead_score: d.lead_score,
+        language: if language.is_empty() {
+            "en".into()
+        } else {
+            language.to_lowercase()
+        },
+        territory: get(&contact, &["territory", "region", "country"]),
+        product: {
+            let p = get(&account, &["product"]);
+            if p.is_empty() {
+                get(&contact, &["product"])
+            } else {
+                p
+            }
+        },
+        tier: get(&account, &["tier"]),
+        deal_size: budget,
+        intents: d.signals.intents.iter().map(|s| s.to_string()).collect(),
+        topics: d.signals.topics.iter().map(|s| s.to_string()).collect(),
+        contact,
+        account,
+    }
+}
+
+/// Where a handoff would go, as `baton replay` shows it: its route, the route's queues in
+/// order, and, given a team (everyone available, nobody busy), the first target with a rep
+/// able to take it and the rep its strategy picks.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Plan {
+    pub route: Option<String>,
+    pub queues: Vec<String>,
+    /// `(queue, rep)`.
+    pub rep: Option<(String, String)>,
+}
+
+/// [`Plan`] for a handoff: `compiler` is the policy's routing compiler.
+pub fn plan(
+    routing: &Routing,
+    compiler: &Compiler,
+    calendars: &std::sync::Arc<BTreeMap<String, Calendar>>,
+    facts: &HandoffFacts,
+    team: &[RepState],
+    now: Timestamp,
+) -> Plan {
+    let Ok(mut scope) = compiler.scope(
+        [("handoff".to_string(), facts.value())],
+        calendars.clone(),
+        now,
+    ) else {
+        return Plan::default();
+    };
+    let Some(r) = route(routing, &scope).0 else {
+        return Plan::default();
+    };
+    let targets = &routing.routes[r].targets;
+    let mut plan = Plan {
+        route: Some(routing.routes[r].id.clone()),
+        queues: targets
+            .iter()
+            .map(|t| routing.queues[t.queue].id.clone())
+            .collect(),
+        rep: None,
+    };
+    let ledger = Ledger::default();
+    for t in targets {
+        let queue = &routing.queues[t.queue];
+        let members: Vec<bool> = team
+            .iter()
+            .map(|rep| match &queue.members {
+                None => true,
+                Some(m) => {
+                    scope.set("rep", rep.value());
+                    scope.eval_bool(m).unwrap_or(false)
+                }
+            })
+            .collect();
+        let choice = choose(
+            queue,
+            team,
+            &members,
+            &[],
+            &ledger,
+            calendars,
+            &mut scope,
+            now,
+        );
+        if let Some(i) = choice.rep {
+            plan.rep = Some((queue.id.clone(), team[i].id.clone()));
+            break;
+        }
+    }
+    plan
+}
+
 /// How one route was evaluated.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RouteEval {

@@ -486,7 +486,7 @@ pub(crate) async fn post_turn<S: Store>(
             .or_else(|| open_handoff(&known, &decision));
         let eta = match handoff_id.as_deref() {
             Some(h) if decision.state == baton_core::decide::State::Queued => {
-                app.estimate_eta(&crate::routing::facts_of(h, &decision, &view))
+                app.estimate_eta(&baton_core::routing::facts_of(h, &decision, &view))
                     .await
             }
             _ => None,
@@ -577,7 +577,7 @@ fn route_after_commit<S: Store>(
     if decision.state != baton_core::decide::State::Queued {
         return;
     }
-    let facts = crate::routing::facts_of(h, decision, view);
+    let facts = baton_core::routing::facts_of(h, decision, view);
     let (app, id, h, epoch) = (
         app.clone(),
         id.to_string(),
@@ -892,7 +892,7 @@ pub(crate) async fn post_handoff<S: Store>(
             .or_else(|| open_handoff(&known, &decision));
         let eta = match handoff_id.as_deref() {
             Some(h) if decision.state == baton_core::decide::State::Queued => {
-                app.estimate_eta(&crate::routing::facts_of(h, &decision, &known.view))
+                app.estimate_eta(&baton_core::routing::facts_of(h, &decision, &known.view))
                     .await
             }
             _ => None,

@@ -174,65 +174,6 @@ fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-/// The routing facts of a handoff, from the decision that created it.
-pub(crate) fn facts_of(
-    id: &str,
-    d: &baton_core::decide::Decision,
-    view: &baton_core::decide::ConversationView,
-) -> HandoffFacts {
-    let get = |m: &BTreeMap<String, String>, keys: &[&str]| {
-        keys.iter()
-            .find_map(|k| m.get(*k).filter(|v| !v.is_empty()).cloned())
-            .unwrap_or_default()
-    };
-    let contact: BTreeMap<String, String> = view
-        .contact
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let account: BTreeMap<String, String> = view
-        .account
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let budget = d
-        .signals
-        .qualification
-        .budget
-        .as_ref()
-        .map(|b| b.amount)
-        .or_else(|| account.get("deal_size").and_then(|v| v.parse().ok()))
-        .unwrap_or(0.0);
-    let language = get(&contact, &["language", "lang"]);
-    HandoffFacts {
-        id: id.to_string(),
-        trigger: d.trigger.clone().unwrap_or_default(),
-        reason: d.reason.clone().unwrap_or_default(),
-        priority: d.priority.unwrap_or(0),
-        lead_score: d.lead_score,
-        language: if language.is_empty() {
-            "en".into()
-        } else {
-            language.to_lowercase()
-        },
-        territory: get(&contact, &["territory", "region", "country"]),
-        product: {
-            let p = get(&account, &["product"]);
-            if p.is_empty() {
-                get(&contact, &["product"])
-            } else {
-                p
-            }
-        },
-        tier: get(&account, &["tier"]),
-        deal_size: budget,
-        intents: d.signals.intents.iter().map(|s| s.to_string()).collect(),
-        topics: d.signals.topics.iter().map(|s| s.to_string()).collect(),
-        contact,
-        account,
-    }
-}
-
 /// What a step of the router stores, and whom to tell.
 struct Step {
     change: RoutingChange,

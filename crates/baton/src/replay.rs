@@ -1,6 +1,7 @@
 //! `baton replay TRANSCRIPTS.jsonl --policy P [--against Q] [--json]`: recorded conversations
 //! run turn by turn through a policy (SPEC §10): handoff rate, at which turn, by trigger; the
-//! differences between two policies; precision and recall where transcripts carry labels.
+//! differences between two policies; precision and recall where transcripts carry labels; where
+//! each live handoff would be routed (with `--team FILE`, to which rep).
 //!
 //! One transcript per line:
 //! `{"id"?, "turns": [{"role", "text", "bot"?: {"confidence", "intent", "fallback"}, "at"?}],
@@ -12,9 +13,11 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
+use baton_core::decide::Outcome as Action;
 use baton_core::decide::{BotMeta, ConversationView};
 use baton_core::policy::DEFAULT_TEST_TIME;
 use baton_core::replay::{self, ScriptTurn, Transcript};
+use baton_core::routing::{self, Presence, RepState};
 use baton_detect::Role;
 use baton_server::Engine;
 use serde::Deserialize;
@@ -37,6 +40,10 @@ pub struct Args {
     /// Print one JSON document instead of the report.
     #[arg(long)]
     json: bool,
+    /// A team file (as `baton serve --team`): each handoff also names the rep its route would
+    /// offer it to, everyone being available and free.
+    #[arg(long)]
+    team: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -91,6 +98,8 @@ struct Outcome {
     /// Bot turns refused because a human owned the conversation.
     conflicts: usize,
     turns: usize,
+    /// Where a live handoff would be routed.
+    plan: Option<routing::Plan>,
 }
 
 fn load(path: &PathBuf) -> anyhow::Result<Vec<Case>> {
@@ -155,10 +164,11 @@ fn engine(path: Option<&PathBuf>) -> anyhow::Result<(String, Engine)> {
     Ok((name, e))
 }
 
-fn outcome(e: &Engine, case: &Case, at: jiff::Timestamp) -> Outcome {
+fn outcome(e: &Engine, case: &Case, team: &[RepState], at: jiff::Timestamp) -> Outcome {
     let steps = replay::run(&e.policy, &e.detector, &case.transcript, at);
     let mut visitor_turns = 0;
     let mut handover = None;
+    let mut plan = None;
     for s in &steps {
         if case.transcript.turns[s.index].role == Role::User {
             visitor_turns += 1;
@@ -173,17 +183,30 @@ fn outcome(e: &Engine, case: &Case, at: jiff::Timestamp) -> Outcome {
                 d.action.as_str().to_string(),
                 d.trigger.clone().unwrap_or_default(),
             ));
+            if d.action == Action::Handoff {
+                let facts = routing::facts_of(&case.id, d, &case.transcript.start);
+                let now = case.transcript.turns[s.index].at.unwrap_or(at);
+                plan = Some(routing::plan(
+                    &e.policy.routing,
+                    &e.policy.routing_compiler,
+                    &e.policy.calendars,
+                    &facts,
+                    team,
+                    now,
+                ));
+            }
         }
     }
     Outcome {
         handover,
         conflicts: steps.iter().filter(|s| s.decision.is_err()).count(),
         turns: steps.len(),
+        plan,
     }
 }
 
 /// The report of one policy over every case.
-fn report(name: &str, e: &Engine, cases: &[Case], outcomes: &[Outcome]) -> Value {
+fn report(name: &str, e: &Engine, cases: &[Case], outcomes: &[Outcome], team: bool) -> Value {
     let n = cases.len();
     let handed: Vec<&(usize, usize, String, String)> = outcomes
         .iter()
@@ -209,6 +232,36 @@ fn report(name: &str, e: &Engine, cases: &[Case], outcomes: &[Outcome]) -> Value
         "at_visitor_turn": at_visitor_turn.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
         "refused_bot_turns": outcomes.iter().map(|o| o.conflicts).sum::<usize>(),
     });
+    // Routing: where the live handoffs would go.
+    let mut by_route: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut by_queue: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut by_rep: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut routes = Vec::new();
+    for (c, o) in cases.iter().zip(outcomes) {
+        let Some(p) = &o.plan else { continue };
+        *by_route
+            .entry(p.route.as_deref().unwrap_or(""))
+            .or_default() += 1;
+        *by_queue
+            .entry(p.queues.first().map_or("", String::as_str))
+            .or_default() += 1;
+        let mut one = json!({"id": c.id, "route": p.route, "queues": p.queues});
+        if team {
+            *by_rep
+                .entry(p.rep.as_ref().map_or("", |(_, r)| r.as_str()))
+                .or_default() += 1;
+            one["rep"] = json!(p.rep.as_ref().map(|(q, r)| json!({"queue": q, "rep": r})));
+        }
+        routes.push(one);
+    }
+    out["routing"] = json!({
+        "by_route": by_route,
+        "by_first_queue": by_queue,
+        "handoffs": routes,
+    });
+    if team {
+        out["routing"]["by_rep"] = json!(by_rep);
+    }
     // Labels: a handover is a positive; timing compares turn indices.
     let labelled: Vec<(Label, &Outcome)> = cases
         .iter()
@@ -304,6 +357,29 @@ fn print_report(out: &mut impl Write, r: &Value) -> std::io::Result<()> {
             r["refused_bot_turns"]
         )?;
     }
+    let routing = &r["routing"];
+    if routing["handoffs"]
+        .as_array()
+        .is_some_and(|h| !h.is_empty())
+    {
+        writeln!(
+            out,
+            "  live handoffs by route: {}",
+            pairs(&routing["by_route"])
+        )?;
+        writeln!(
+            out,
+            "  by first queue: {}",
+            pairs(&routing["by_first_queue"])
+        )?;
+        if routing.get("by_rep").is_some() {
+            writeln!(
+                out,
+                "  offered first to (team, everyone free): {}",
+                pairs(&routing["by_rep"])
+            )?;
+        }
+    }
     if let Some(l) = r.get("labels") {
         writeln!(
             out,
@@ -330,18 +406,35 @@ pub fn run(args: &Args, mut out: impl Write) -> anyhow::Result<()> {
         .with_context(|| format!("--at {:?} is not an RFC 3339 time", args.at))?;
     let cases = load(&args.transcripts)?;
     let (name, a) = engine(args.policy.as_ref())?;
-    let first: Vec<Outcome> = cases.iter().map(|c| outcome(&a, c, at)).collect();
-    let mut doc = json!({"report": report(&name, &a, &cases, &first)});
+    let team = match &args.team {
+        None => Vec::new(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            routing::parse_team(&text, &a.policy.calendars)
+                .map_err(|errors| anyhow::anyhow!("{}: {}", path.display(), errors.join("; ")))?
+                .into_iter()
+                .map(|(id, rep)| {
+                    let mut r = RepState::new(&id, rep);
+                    r.presence = Presence::Available;
+                    r
+                })
+                .collect()
+        }
+    };
+    let with_team = args.team.is_some();
+    let first: Vec<Outcome> = cases.iter().map(|c| outcome(&a, c, &team, at)).collect();
+    let mut doc = json!({"report": report(&name, &a, &cases, &first, with_team)});
     if let Some(path) = &args.against {
         let (other_name, b) = engine(Some(path))?;
-        let second: Vec<Outcome> = cases.iter().map(|c| outcome(&b, c, at)).collect();
+        let second: Vec<Outcome> = cases.iter().map(|c| outcome(&b, c, &team, at)).collect();
         let differences: Vec<Value> = cases
             .iter()
             .zip(first.iter().zip(&second))
             .filter(|(_, (x, y))| x.handover != y.handover)
             .map(|(c, (x, y))| json!({"id": c.id, "policy": describe(x), "against": describe(y)}))
             .collect();
-        doc["against"] = report(&other_name, &b, &cases, &second);
+        doc["against"] = report(&other_name, &b, &cases, &second, with_team);
         doc["differences"] = json!(differences);
     }
     if args.json {

@@ -106,3 +106,46 @@ fn a_bad_line_is_named() {
     assert!(!ok);
     assert!(err.contains("--at"), "{err}");
 }
+
+const TEAM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/team.toml");
+
+#[test]
+fn with_a_team_each_handoff_names_its_route_and_rep() {
+    let (ok, out, err) = replay(&[TRANSCRIPTS, "--team", TEAM, "--json"]);
+    assert!(ok, "{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let routing = &doc["report"]["routing"];
+    let one = |id: &str| {
+        routing["handoffs"]
+            .as_array()
+            .and_then(|h| h.iter().find(|x| x["id"] == id))
+            .cloned()
+            .unwrap_or_else(|| panic!("no handoff {id}: {routing:#}"))
+    };
+    // A hacked account goes to the security specialists first, then support.
+    let s = one("security-question");
+    assert_eq!(s["route"], "sensitive", "{s}");
+    assert_eq!(s["queues"], serde_json::json!(["security", "support"]));
+    assert_eq!(
+        s["rep"],
+        serde_json::json!({"queue": "security", "rep": "tom"})
+    );
+    let by_rep: u64 = routing["by_rep"]
+        .as_object()
+        .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
+        .unwrap_or(0);
+    assert_eq!(
+        by_rep,
+        routing["handoffs"].as_array().map_or(0, |h| h.len() as u64)
+    );
+    // The text report says it too.
+    let (ok, text, _) = replay(&[TRANSCRIPTS, "--team", TEAM]);
+    assert!(ok);
+    assert!(text.contains("live handoffs by route:"), "{text}");
+    assert!(text.contains("offered first to"), "{text}");
+    // A bad team file stops the replay, naming the rep.
+    let bad = temp_file("team.toml", "[[rep]]\nid = \"x\"\ncapacity = 0\n");
+    let (ok, _, err) = replay(&[TRANSCRIPTS, "--team", &bad]);
+    assert!(!ok);
+    assert!(err.contains('x') && err.contains("capacity"), "{err}");
+}
