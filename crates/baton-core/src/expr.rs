@@ -88,6 +88,10 @@ impl Object {
 pub struct Schema {
     pub root: Object,
     pub calendars: Vec<String>,
+    /// Lists of strings whose values are known (`topics`, `intents`): a literal tested with
+    /// `in` against a field of that name must be one of them, so that a misspelt or
+    /// imagined value is an error at load rather than a condition that never holds.
+    pub vocab: Vec<(&'static str, &'static [&'static str])>,
 }
 
 /// Where in an expression something is wrong, and what.
@@ -645,7 +649,10 @@ impl Checker<'_> {
                 _ => mismatch(self, format!("cannot index a {coll} with a {idx}")),
             },
             ("@in", None, [_, coll]) => match coll {
-                Type::List(_) | Type::Map(_) | Type::Dyn => Ok(Type::Bool),
+                Type::List(_) | Type::Map(_) | Type::Dyn => {
+                    self.known_value(&call.args)?;
+                    Ok(Type::Bool)
+                }
                 _ => mismatch(self, format!("`in` needs a list or a map on its right, got {coll}")),
             },
             ("size", None, [a]) | ("size", Some(a), []) => match a {
@@ -665,6 +672,32 @@ impl Checker<'_> {
             ("bool", None, [_]) => Ok(Type::Bool),
             ("max" | "min", None, args) if !args.is_empty() && args.iter().all(Type::is_numeric) => Ok(args[0].clone()),
             _ => mismatch(self, format!("unknown function `{}` for these arguments", f.trim_matches('_'))),
+        }
+    }
+
+    /// `'value' in x.field`, where the field's values are known: the value must be one.
+    fn known_value(&self, args: &[IdedExpr]) -> Result<(), ExprError> {
+        let [value, coll] = args else { return Ok(()) };
+        let (Node::Literal(LiteralValue::String(v)), Node::Select(sel)) = (&value.expr, &coll.expr)
+        else {
+            return Ok(());
+        };
+        let v: &str = v.as_ref();
+        match self
+            .compiler
+            .schema
+            .vocab
+            .iter()
+            .find(|(field, _)| *field == sel.field)
+        {
+            Some((field, known)) if !known.contains(&v) => Err(self.err(
+                value,
+                format!(
+                    "{v:?} is never among the {field}; they are {}",
+                    known.join(", ")
+                ),
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -760,6 +793,7 @@ mod tests {
         Compiler::new(Schema {
             root,
             calendars: vec!["sales".into(), "support".into()],
+            vocab: vec![("intents", &["pricing", "demo_request"])],
         })
     }
 

@@ -373,6 +373,15 @@ struct HoursFile {
 }
 
 /// Parses a duration written as `90s`, `10m`, `2h`, `1d` or `1h30m`.
+/// The values `signals.topics`, `signals.intents` (and `handoff.topics`, `handoff.intents`)
+/// can hold: what the detectors give.
+pub fn vocab() -> Vec<(&'static str, &'static [&'static str])> {
+    vec![
+        ("topics", baton_detect::TOPICS),
+        ("intents", baton_detect::INTENTS),
+    ]
+}
+
 pub fn parse_duration(s: &str) -> Option<SignedDuration> {
     let mut total = 0i64;
     let mut num = String::new();
@@ -835,6 +844,7 @@ impl Policy {
         let compiler = Compiler::new(Schema {
             root,
             calendars: calendars.keys().cloned().collect(),
+            vocab: vocab(),
         });
 
         let mut qualification = Vec::new();

@@ -234,6 +234,7 @@ pub fn compiler(names: &[&str], calendars: &BTreeMap<String, Calendar>) -> Compi
     Compiler::new(Schema {
         root,
         calendars: calendars.keys().cloned().collect(),
+        vocab: crate::policy::vocab(),
     })
 }
 

@@ -419,3 +419,42 @@ fn a_bad_segment_is_reported_where_it_is_written() {
         .to_string();
     assert!(err.contains("segmented.toml:19:"), "{err}");
 }
+
+#[test]
+fn a_topic_or_intent_the_detectors_never_give_is_an_error() {
+    let bad = SEGMENTED.replace(
+        "'compliance' in signals.topics",
+        "'security' in signals.topics",
+    );
+    let err = Policy::load("segmented.toml", &bad)
+        .expect_err("invalid")
+        .to_string();
+    assert!(
+        err.contains(
+            "\"security\" is never among the topics; they are billing, refund, account_security"
+        ),
+        "{err}"
+    );
+    let bad = SEGMENTED.replace(
+        "'pricing' in signals.intents",
+        "'prices' in signals.intents",
+    );
+    let err = Policy::load("segmented.toml", &bad)
+        .expect_err("invalid")
+        .to_string();
+    assert!(
+        err.contains("\"prices\" is never among the intents"),
+        "{err}"
+    );
+    // Routes are checked the same way.
+    let routed = format!(
+        "{SEGMENTED}\n[[queue]]\nid = \"q\"\n[[route]]\nid = \"r\"\nwhen = \"'legal_stuff' in handoff.topics\"\ntargets = [{{ queue = \"q\" }}]\n"
+    );
+    let err = Policy::load("segmented.toml", &routed)
+        .expect_err("invalid")
+        .to_string();
+    assert!(
+        err.contains("\"legal_stuff\" is never among the topics"),
+        "{err}"
+    );
+}
