@@ -120,7 +120,7 @@ pub fn document() -> Value {
                 "responses": responses(ok("One step per turn", json!({"type": "object"})), &["400", "401", "413"]),
             }},
             "/v1/handoffs/{id}/routing": {"get": {
-                "summary": "The handoff's routing trace: routes evaluated, targets, every rep considered with the reason each was or was not eligible, each offer with its outcome and timing, SLA breaches, ETA promised and kept, outcome",
+                "summary": "The handoff's one trace: the decision that created it (every trigger with its value), then routes evaluated, targets, every rep considered with the reason each was or was not eligible, each offer with its outcome and timing, SLA breaches, ETA promised and kept, outcome",
                 "parameters": [id_param("The handoff id")],
                 "responses": responses(ok("The routing record and offers", json!({"type": "object"})), &["400", "401", "404"]),
             }},

@@ -1889,6 +1889,19 @@ pub(crate) async fn get_routing<S: Store>(
         .await?
         .ok_or_else(|| ApiError::not_found("handoff", &id))?;
     let doc: serde_json::Value = serde_json::from_str(&doc).unwrap_or(json!({}));
+    // The decision that created the handoff: every trigger with its value, the one that fired.
+    let decision = app
+        .store
+        .handoff_decision(&id)
+        .await?
+        .and_then(|d| serde_json::from_str::<serde_json::Value>(&d.trace).ok())
+        .map(|mut t| {
+            // The signals are on the conversation; the trace here is about the decision.
+            if let Some(o) = t.as_object_mut() {
+                o.remove("signals");
+            }
+            t
+        });
     let offers: Vec<serde_json::Value> = app
         .store
         .offers(Some(&id))
@@ -1896,7 +1909,10 @@ pub(crate) async fn get_routing<S: Store>(
         .into_iter()
         .map(|o| json!({"id": o.id, "rep": o.rep_id, "queue": o.queue, "state": o.state, "offered_at": rfc3339(o.offered_ms), "answered_at": o.answered_ms.map(rfc3339), "after_ms": o.answered_ms.map(|a| a - o.offered_ms)}))
         .collect();
-    Ok(axum::Json(json!({"handoff_id": id, "routing": doc, "offers": offers})).into_response())
+    Ok(axum::Json(
+        json!({"handoff_id": id, "decision": decision, "routing": doc, "offers": offers}),
+    )
+    .into_response())
 }
 
 /// `GET /v1/handoffs/{id}/slots`: the soonest meeting slots with a suitable rep.

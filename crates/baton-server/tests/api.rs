@@ -561,6 +561,13 @@ async fn an_explicit_handoff_is_created_once() {
             "the policy's own trigger honours the request: {d}"
         );
         let id = d["handoff_id"].as_str().expect("handoff id").to_string();
+        // The explicit request's decision is the handoff's.
+        let (s, r) = app.get(&format!("/v1/handoffs/{id}/routing")).await;
+        assert_eq!(
+            (s, r["decision"]["trigger"].as_str()),
+            (200, Some("explicit_request")),
+            "{r:#}"
+        );
         // Asked again: hold, the same handoff, nothing new.
         let (s, again) = app
             .call(
@@ -1519,6 +1526,14 @@ async fn a_handed_back_conversation_goes_on_with_the_bot_until_something_new() {
         let h = app.ask_for_human("hb").await;
         let r = app.routing_when(&h, |r| pending(r).is_some()).await;
         assert_eq!(pending(&r).as_deref(), Some("ana"));
+        // One trace per handoff: the decision that created it comes with its routing.
+        assert_eq!(r["decision"]["trigger"], "explicit_request", "{r:#}");
+        assert!(
+            r["decision"]["triggers"].as_array().is_some_and(|t| t
+                .iter()
+                .any(|x| x["id"] == "explicit_request" && x["fired"] == true)),
+            "{r:#}"
+        );
         let (s, _) = app.act(&h, "accept", "ana", json!({})).await;
         assert_eq!(s, 200);
         // She accepted within the ETA the visitor was given: a promise kept, counted.

@@ -395,6 +395,12 @@ pub trait Store: Send + Sync + 'static {
     fn open_handoffs(
         &self,
     ) -> impl Future<Output = Result<Vec<(HandoffRow, String)>, StoreError>> + Send;
+    /// The decision a handoff was created by (its conversation's decision at the handoff's
+    /// sequence number), with its full trace.
+    fn handoff_decision(
+        &self,
+        handoff_id: &str,
+    ) -> impl Future<Output = Result<Option<DecisionRow>, StoreError>> + Send;
     /// The routing JSON of one handoff.
     fn handoff_routing(
         &self,
@@ -1031,6 +1037,17 @@ macro_rules! store_impl {
                     (handoff_row((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8)), routing)
                 })
                 .collect())
+            }
+
+            async fn handoff_decision(&self, handoff_id: &str) -> Result<Option<DecisionRow>, StoreError> {
+                Ok(sqlx::query_as::<_, (i64, String, i64, Option<String>, Option<String>, String, String, String)>(
+                    "SELECT d.seq, d.action, d.epoch, d.trigger_id, d.reason, d.policy_hash, d.trace, d.at FROM handoffs h \
+                     JOIN decisions d ON d.conversation_id = h.conversation_id AND d.seq = h.seq WHERE h.id = $1",
+                )
+                .bind(handoff_id)
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|(seq, action, epoch, trigger, reason, policy_hash, trace, at)| DecisionRow { seq, action, epoch, trigger, reason, policy_hash, trace, at }))
             }
 
             async fn handoff_routing(&self, id: &str) -> Result<Option<String>, StoreError> {
