@@ -479,6 +479,29 @@ type Job = (
     tokio::sync::oneshot::Sender<Result<Commit, StoreError>>,
 );
 
+/// What a group commit answers: each entry's outcome, then each router step's.
+type GroupOutcome = (
+    Vec<Result<Commit, StoreError>>,
+    Vec<Result<Applied, StoreError>>,
+);
+
+/// A router step waiting for the writer, with where to send its outcome.
+type RoutingJob = (
+    RoutingChange,
+    tokio::sync::oneshot::Sender<Result<Applied, StoreError>>,
+);
+
+/// What the writer commits: entries and router steps share its group commits, so that a
+/// router step costs no sync to disk of its own and does not hold the connection between
+/// two groups.
+// Nearly all work is entries, the larger variant: boxing them would add an allocation per turn
+// and save no memory.
+#[allow(clippy::large_enum_variant)]
+enum Work {
+    Entry(Job),
+    Routing(RoutingJob),
+}
+
 macro_rules! store_impl {
     ($name:ident, $db:ty, $migrations:literal, $begin_write:literal, $claim_timers:literal, $share_writes:literal) => {
         impl $name {
@@ -500,8 +523,10 @@ macro_rules! store_impl {
             /// commit: one sync to disk for the lot), and answers each only once the
             /// transaction is durable. An entry that conflicts writes nothing and leaves the
             /// others alone; if the group fails, the entries are committed one by one.
-            async fn writer(pool: sqlx::Pool<$db>, conn: SharedConn<$db>, mut rx: tokio::sync::mpsc::Receiver<Job>) {
+            async fn writer(pool: sqlx::Pool<$db>, conn: SharedConn<$db>, mut rx: tokio::sync::mpsc::Receiver<Work>) {
+                let mut work: Vec<Work> = Vec::with_capacity(MAX_BATCH);
                 let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+                let mut routes: Vec<RoutingJob> = Vec::new();
                 // The writer keeps one connection: a SQLite connection's page cache is emptied
                 // whenever another connection wrote, so rotating through the pool made every
                 // group read its pages from the file again.
@@ -509,7 +534,7 @@ macro_rules! store_impl {
                 tokio::pin!(closed);
                 loop {
                     let waiting = tokio::select! {
-                        n = rx.recv_many(&mut batch, MAX_BATCH) => n,
+                        n = rx.recv_many(&mut work, MAX_BATCH) => n,
                         // Closing the pool waits for the connection held here.
                         _ = &mut closed => 0,
                     };
@@ -517,24 +542,42 @@ macro_rules! store_impl {
                         conn.lock().await.take();
                         break;
                     }
+                    for w in work.drain(..) {
+                        match w {
+                            Work::Entry(j) => batch.push(j),
+                            Work::Routing(r) => routes.push(r),
+                        }
+                    }
                     let mut held = conn.lock().await;
-                    let outcomes = match Self::commit_batch(&pool, &mut *held, &batch).await {
+                    let (outcomes, applied) = match Self::commit_batch(&pool, &mut *held, &batch, &routes).await {
                         Ok(o) => o,
-                        Err(_) if batch.len() > 1 => {
-                            // Nothing of the group was stored: find the entry at fault.
+                        Err(_) if batch.len() + routes.len() > 1 => {
+                            // Nothing of the group was stored: find the work at fault.
                             let mut one_by_one = Vec::with_capacity(batch.len());
                             for job in batch.chunks(1) {
-                                one_by_one.push(match Self::commit_batch(&pool, &mut *held, job).await {
-                                    Ok(mut o) => o.pop().unwrap_or(Err(StoreError::Closed)),
+                                one_by_one.push(match Self::commit_batch(&pool, &mut *held, job, &[]).await {
+                                    Ok((mut o, _)) => o.pop().unwrap_or(Err(StoreError::Closed)),
                                     Err(e) => Err(StoreError::Database(e)),
                                 });
                             }
-                            one_by_one
+                            let mut applied = Vec::with_capacity(routes.len());
+                            for r in routes.chunks(1) {
+                                applied.push(match Self::commit_batch(&pool, &mut *held, &[], r).await {
+                                    Ok((_, mut a)) => a.pop().unwrap_or(Err(StoreError::Closed)),
+                                    Err(e) => Err(StoreError::Database(e)),
+                                });
+                            }
+                            (one_by_one, applied)
                         }
-                        Err(e) => vec![Err(StoreError::Database(e))],
+                        Err(e) if batch.is_empty() => (Vec::new(), vec![Err(StoreError::Database(e))]),
+                        Err(e) => (vec![Err(StoreError::Database(e))], Vec::new()),
                     };
+                    drop(held);
                     for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
                         // The caller may have gone away; its entry is stored all the same.
+                        let _ = reply.send(outcome);
+                    }
+                    for ((_, reply), outcome) in routes.drain(..).zip(applied) {
                         let _ = reply.send(outcome);
                     }
                 }
@@ -544,12 +587,13 @@ macro_rules! store_impl {
                 pool: &sqlx::Pool<$db>,
                 held: &mut Option<sqlx::pool::PoolConnection<$db>>,
                 batch: &[Job],
-            ) -> Result<Vec<Result<Commit, StoreError>>, sqlx::Error> {
+                routes: &[RoutingJob],
+            ) -> Result<GroupOutcome, sqlx::Error> {
                 let conn = match held {
                     Some(conn) => conn,
                     None => held.insert(pool.acquire().await?),
                 };
-                let result = Self::commit_on(conn, batch).await;
+                let result = Self::commit_on(conn, batch, routes).await;
                 if result.is_err() {
                     // Start again from a fresh connection of the pool.
                     *held = None;
@@ -560,13 +604,35 @@ macro_rules! store_impl {
             async fn commit_on(
                 conn: &mut sqlx::pool::PoolConnection<$db>,
                 batch: &[Job],
-            ) -> Result<Vec<Result<Commit, StoreError>>, sqlx::Error> {
+                routes: &[RoutingJob],
+            ) -> Result<GroupOutcome, sqlx::Error> {
                 use sqlx::Connection as _;
+                let mut tx = conn.begin().await?;
+                // Router steps first, each in a savepoint: one whose compare-and-set fails
+                // leaves nothing and the rest of the group goes on. An entry the router's step
+                // made stale is refused as stale and decided again by its caller.
+                let mut applied = Vec::with_capacity(routes.len());
+                let mut changed = false;
+                for (c, _) in routes {
+                    let mut sp = tx.begin().await?;
+                    let a = Self::apply_on(&mut sp, c).await?;
+                    match &a {
+                        Applied::Done { .. } => {
+                            sp.commit().await?;
+                            changed = true;
+                        }
+                        Applied::Conflict => sp.rollback().await?,
+                    }
+                    applied.push(Ok(a));
+                }
                 // An entry that conflicts, replays or is stale writes nothing, so the entries
                 // need no savepoints; any error fails the whole group, which the writer then
-                // commits entry by entry.
-                let mut tx = conn.begin().await?;
-                let outcomes = Self::claim_all(&mut tx, batch).await?;
+                // commits piece by piece.
+                let outcomes = if batch.is_empty() {
+                    Vec::new()
+                } else {
+                    Self::claim_all(&mut tx, batch).await?
+                };
                 let done: Vec<(&NewEntry, i64)> = batch
                     .iter()
                     .zip(&outcomes)
@@ -576,13 +642,118 @@ macro_rules! store_impl {
                     })
                     .collect();
                 let out: Vec<Result<Commit, StoreError>> = outcomes.into_iter().map(Ok).collect();
-                if done.is_empty() {
-                    tx.rollback().await?;
-                } else {
+                if !done.is_empty() {
                     Self::insert_rows(&mut tx, &done).await?;
-                    tx.commit().await?;
+                    changed = true;
                 }
-                Ok(out)
+                if changed {
+                    tx.commit().await?;
+                } else {
+                    tx.rollback().await?;
+                }
+                Ok((out, applied))
+            }
+
+            /// One router step on `tx`, all or nothing: on a conflict it returns before writing
+            /// the rest, and the caller rolls its savepoint back.
+            async fn apply_on(
+                tx: &mut <$db as sqlx::Database>::Connection,
+                c: &RoutingChange,
+            ) -> Result<Applied, sqlx::Error> {
+                for s in &c.conversations {
+                    let done = sqlx::query("UPDATE conversations SET state = $1, epoch = $2, updated_at = $3 WHERE id = $4 AND epoch = $5")
+                        .bind(&s.state)
+                        .bind(s.epoch)
+                        .bind(&c.at)
+                        .bind(&s.conversation_id)
+                        .bind(s.expected_epoch)
+                        .execute(&mut *tx)
+                        .await?;
+                    if done.rows_affected() != 1 {
+                        return Ok(Applied::Conflict);
+                    }
+                }
+                for h in &c.handoffs {
+                    sqlx::query("UPDATE handoffs SET state = $1, routing = $2, updated_at = $3, eta_promised = $4, eta_kept = $5 WHERE id = $6")
+                        .bind(&h.state)
+                        .bind(&h.routing)
+                        .bind(&c.at)
+                        .bind(h.eta_promised)
+                        .bind(h.eta_kept.map(i32::from))
+                        .bind(&h.id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                for o in &c.offers {
+                    let r = sqlx::query(
+                        "INSERT INTO offers (id, handoff_id, rep_id, queue, state, offered_ms, answered_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                         ON CONFLICT (id) DO UPDATE SET state = excluded.state, answered_ms = excluded.answered_ms",
+                    )
+                    .bind(&o.id)
+                    .bind(&o.handoff_id)
+                    .bind(&o.rep_id)
+                    .bind(&o.queue)
+                    .bind(&o.state)
+                    .bind(o.offered_ms)
+                    .bind(o.answered_ms)
+                    .execute(&mut *tx)
+                    .await;
+                    match r {
+                        Ok(_) => {}
+                        // A second pending offer for the handoff: the unique index refuses it.
+                        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                            return Ok(Applied::Conflict);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                for (id, presence, missed) in &c.reps {
+                    sqlx::query("UPDATE reps SET presence = $1, missed = $2, updated_at = $3 WHERE id = $4")
+                        .bind(presence)
+                        .bind(missed)
+                        .bind(&c.at)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                for subject in &c.cancel_timers {
+                    sqlx::query("UPDATE timers SET fired_ms = -1 WHERE subject = $1 AND fired_ms IS NULL")
+                        .bind(subject)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                for t in &c.timers {
+                    sqlx::query("INSERT INTO timers (id, kind, subject, due_ms) VALUES ($1, $2, $3, $4)")
+                        .bind(&t.id)
+                        .bind(&t.kind)
+                        .bind(&t.subject)
+                        .bind(t.due_ms)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                for m in &c.meetings {
+                    sqlx::query("INSERT INTO meetings (id, handoff_id, rep_id, starts_ms, ends_ms, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+                        .bind(&m.id)
+                        .bind(&m.handoff_id)
+                        .bind(&m.rep_id)
+                        .bind(m.starts_ms)
+                        .bind(m.ends_ms)
+                        .bind(&m.created_at)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let mut events = Vec::with_capacity(c.events.len());
+                for (stream, kind, data) in &c.events {
+                    let (seq,) = sqlx::query_as::<_, (i64,)>("INSERT INTO stream_events (stream, kind, data, at) VALUES ($1, $2, $3, $4) RETURNING seq")
+                        .bind(stream)
+                        .bind(kind)
+                        .bind(data)
+                        .bind(&c.at)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    events.push(seq);
+                }
+                Ok(Applied::Done { events })
             }
 
             /// Everything the claimed entries add, one multi-row statement per table.
@@ -874,7 +1045,7 @@ macro_rules! store_impl {
             async fn commit(&self, t: &NewEntry) -> Result<Commit, StoreError> {
                 let (reply, answer) = tokio::sync::oneshot::channel();
                 self.writer
-                    .send((t.clone(), reply))
+                    .send(Work::Entry((t.clone(), reply)))
                     .await
                     .map_err(|_| StoreError::Closed)?;
                 answer.await.map_err(|_| StoreError::Closed)?
@@ -1084,106 +1255,12 @@ macro_rules! store_impl {
             }
 
             async fn apply(&self, c: &RoutingChange) -> Result<Applied, StoreError> {
-                use sqlx::Connection as _;
-                let mut w = self.write_conn().await?;
-                let mut tx = w.get().begin_with($begin_write).await?;
-                for s in &c.conversations {
-                    let done = sqlx::query("UPDATE conversations SET state = $1, epoch = $2, updated_at = $3 WHERE id = $4 AND epoch = $5")
-                        .bind(&s.state)
-                        .bind(s.epoch)
-                        .bind(&c.at)
-                        .bind(&s.conversation_id)
-                        .bind(s.expected_epoch)
-                        .execute(&mut *tx)
-                        .await?;
-                    if done.rows_affected() != 1 {
-                        tx.rollback().await?;
-                        return Ok(Applied::Conflict);
-                    }
-                }
-                for h in &c.handoffs {
-                    sqlx::query("UPDATE handoffs SET state = $1, routing = $2, updated_at = $3, eta_promised = $4, eta_kept = $5 WHERE id = $6")
-                        .bind(&h.state)
-                        .bind(&h.routing)
-                        .bind(&c.at)
-                        .bind(h.eta_promised)
-                        .bind(h.eta_kept.map(i32::from))
-                        .bind(&h.id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                for o in &c.offers {
-                    let r = sqlx::query(
-                        "INSERT INTO offers (id, handoff_id, rep_id, queue, state, offered_ms, answered_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                         ON CONFLICT (id) DO UPDATE SET state = excluded.state, answered_ms = excluded.answered_ms",
-                    )
-                    .bind(&o.id)
-                    .bind(&o.handoff_id)
-                    .bind(&o.rep_id)
-                    .bind(&o.queue)
-                    .bind(&o.state)
-                    .bind(o.offered_ms)
-                    .bind(o.answered_ms)
-                    .execute(&mut *tx)
-                    .await;
-                    match r {
-                        Ok(_) => {}
-                        // A second pending offer for the handoff: the unique index refuses it.
-                        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                            tx.rollback().await?;
-                            return Ok(Applied::Conflict);
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                for (id, presence, missed) in &c.reps {
-                    sqlx::query("UPDATE reps SET presence = $1, missed = $2, updated_at = $3 WHERE id = $4")
-                        .bind(presence)
-                        .bind(missed)
-                        .bind(&c.at)
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                for subject in &c.cancel_timers {
-                    sqlx::query("UPDATE timers SET fired_ms = -1 WHERE subject = $1 AND fired_ms IS NULL")
-                        .bind(subject)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                for t in &c.timers {
-                    sqlx::query("INSERT INTO timers (id, kind, subject, due_ms) VALUES ($1, $2, $3, $4)")
-                        .bind(&t.id)
-                        .bind(&t.kind)
-                        .bind(&t.subject)
-                        .bind(t.due_ms)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                for m in &c.meetings {
-                    sqlx::query("INSERT INTO meetings (id, handoff_id, rep_id, starts_ms, ends_ms, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
-                        .bind(&m.id)
-                        .bind(&m.handoff_id)
-                        .bind(&m.rep_id)
-                        .bind(m.starts_ms)
-                        .bind(m.ends_ms)
-                        .bind(&m.created_at)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                let mut events = Vec::with_capacity(c.events.len());
-                for (stream, kind, data) in &c.events {
-                    let (seq,) = sqlx::query_as::<_, (i64,)>("INSERT INTO stream_events (stream, kind, data, at) VALUES ($1, $2, $3, $4) RETURNING seq")
-                        .bind(stream)
-                        .bind(kind)
-                        .bind(data)
-                        .bind(&c.at)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    events.push(seq);
-                }
-                tx.commit().await?;
-                Ok(Applied::Done { events })
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                self.writer
+                    .send(Work::Routing((c.clone(), reply)))
+                    .await
+                    .map_err(|_| StoreError::Closed)?;
+                answer.await.map_err(|_| StoreError::Closed)?
             }
 
             async fn claim_timers(&self, now_ms: i64, lease_until_ms: i64, limit: i64) -> Result<Vec<TimerRow>, StoreError> {
@@ -1304,7 +1381,7 @@ fn handoff_row(r: HandoffTuple) -> HandoffRow {
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: sqlx::SqlitePool,
-    writer: tokio::sync::mpsc::Sender<Job>,
+    writer: tokio::sync::mpsc::Sender<Work>,
     conn: SharedConn<sqlx::Sqlite>,
 }
 
@@ -1333,7 +1410,7 @@ impl SqliteStore {
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: sqlx::PgPool,
-    writer: tokio::sync::mpsc::Sender<Job>,
+    writer: tokio::sync::mpsc::Sender<Work>,
     conn: SharedConn<sqlx::Postgres>,
 }
 

@@ -283,6 +283,86 @@ async fn a_conflict_in_a_group_commit_leaves_the_others_alone<S: Store + Clone>(
     assert_eq!((c.turns.len(), c.decisions.len()), (21, 21));
 }
 
+/// Router steps share the entries' group commits: a step whose compare-and-set fails, or that
+/// would make a second pending offer for a handoff, stores nothing of itself and leaves the
+/// other steps and entries of its group alone.
+async fn router_steps_in_a_group_conflict_one_by_one<S: Store + Clone>(s: &S) {
+    use baton_store::{Applied, OfferRow, RoutingChange, StateChange};
+    let mut first = turn("c11", 0, 1, "queued", "agent please");
+    first.handoff = Some(("h11".into(), "{}".into()));
+    assert!(matches!(
+        s.commit(&first).await.expect("commit"),
+        Commit::Done { .. }
+    ));
+    let step = |i: usize, expected_epoch: Option<i64>| RoutingChange {
+        at: "2026-11-23T15:00:00Z".into(),
+        conversations: expected_epoch
+            .map(|e| StateChange {
+                conversation_id: "c11".into(),
+                expected_epoch: e,
+                state: "offered".into(),
+                epoch: e + 1,
+            })
+            .into_iter()
+            .collect(),
+        offers: vec![OfferRow {
+            id: format!("o{i}"),
+            handoff_id: "h11".into(),
+            rep_id: format!("rep{i}"),
+            queue: "q".into(),
+            state: "pending".into(),
+            offered_ms: i as i64,
+            answered_ms: None,
+        }],
+        events: vec![("rep:x".into(), "offer".into(), format!("{{\"n\":{i}}}"))],
+        ..RoutingChange::default()
+    };
+    let mut steps = Vec::new();
+    let mut turns = Vec::new();
+    for i in 0..30 {
+        let s2 = s.clone();
+        // Ten with a stale epoch; twenty racing for the one pending offer.
+        let change = step(i, (i < 10).then_some(0));
+        steps.push(tokio::spawn(async move { s2.apply(&change).await }));
+        if i % 3 == 0 {
+            let s3 = s.clone();
+            turns.push(tokio::spawn(async move {
+                s3.commit(&turn("c11", 1, 1, "queued", &format!("still there? {i}")))
+                    .await
+            }));
+        }
+    }
+    let mut done = Vec::new();
+    for (i, t) in steps.into_iter().enumerate() {
+        match t.await.expect("task").expect("apply") {
+            Applied::Done { events } => {
+                assert_eq!(events.len(), 1);
+                done.push(i);
+            }
+            Applied::Conflict => {}
+        }
+    }
+    assert_eq!(done.len(), 1, "one pending offer per handoff: {done:?}");
+    assert!(done[0] >= 10, "a stale step was stored: {done:?}");
+    for t in turns {
+        assert!(matches!(
+            t.await.expect("task").expect("commit"),
+            Commit::Done { .. }
+        ));
+    }
+    let offers = s.offers(Some("h11")).await.expect("offers");
+    assert_eq!(offers.len(), 1);
+    assert_eq!(offers[0].id, format!("o{}", done[0]));
+    let events = s.stream_events("rep:x", 0, 100).await.expect("events");
+    assert_eq!(events.len(), 1, "only the stored step's event");
+    let c = s
+        .conversation("c11", Detail::Full)
+        .await
+        .expect("load")
+        .expect("exists");
+    assert_eq!((c.epoch, c.turns.len()), (1, 11));
+}
+
 /// An entry that fails (here: a handoff id already taken) fails alone; the others of its group
 /// are stored.
 async fn a_failing_entry_fails_alone<S: Store + Clone>(s: &S) {
@@ -479,6 +559,7 @@ mod both_backends {
     story!(a_stale_view_is_refused);
     story!(a_failing_entry_fails_alone);
     story!(a_conflict_in_a_group_commit_leaves_the_others_alone);
+    story!(router_steps_in_a_group_conflict_one_by_one);
     story!(events_share_the_turns_sequence);
     story!(one_policy_version_is_active);
     story!(the_summary_counts);
