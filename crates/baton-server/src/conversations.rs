@@ -574,9 +574,12 @@ fn route_after_commit<S: Store>(
     let Some(h) = handoff_id else {
         return;
     };
-    if decision.state != baton_core::decide::State::Queued {
-        return;
-    }
+    let scheduled = match decision.state {
+        baton_core::decide::State::Queued => None,
+        baton_core::decide::State::Scheduled => Some(baton_core::routing::Fallback::Schedule),
+        baton_core::decide::State::FollowUp => Some(baton_core::routing::Fallback::FollowUp),
+        _ => return,
+    };
     let facts = baton_core::routing::facts_of(h, decision, view);
     let (app, id, h, epoch) = (
         app.clone(),
@@ -585,10 +588,14 @@ fn route_after_commit<S: Store>(
         decision.epoch as i64,
     );
     tokio::spawn(async move {
-        if let Err(e) = app
-            .handoff_created(&h, &id, epoch, facts, eta_promised)
-            .await
-        {
+        let routed = match scheduled {
+            None => {
+                app.handoff_created(&h, &id, epoch, facts, eta_promised)
+                    .await
+            }
+            Some(how) => app.handoff_scheduled(&h, &id, epoch, facts, how).await,
+        };
+        if let Err(e) = routed {
             tracing::warn!(handoff = %h, "routing failed: {e:?}");
         }
     });

@@ -489,6 +489,76 @@ impl<S: Store> App<S> {
 
     /// Routes new handoffs in one stored step; false if it conflicted (nothing stored, the
     /// in-memory state marked for reloading).
+    /// A handoff the decision itself turned into a meeting offer or a follow-up (an off-hours
+    /// trigger): no rep is offered it, but its record names the route it would take and, for a
+    /// meeting, the soonest slots with the reps who could take it, which the visitor's stream
+    /// hears of.
+    pub(crate) async fn handoff_scheduled(
+        &self,
+        handoff_id: &str,
+        conversation_id: &str,
+        epoch: i64,
+        facts: HandoffFacts,
+        how: Fallback,
+    ) -> Result<(), ApiError> {
+        let engine = self.engine();
+        let policy = &engine.policy;
+        let mut st = self.router_state().await?;
+        let at = now_ms();
+        let mut o = Open {
+            id: handoff_id.to_string(),
+            state: match how {
+                Fallback::Schedule => "scheduled".into(),
+                Fallback::FollowUp => "follow_up".into(),
+            },
+            doc: Doc {
+                conversation_id: conversation_id.to_string(),
+                epoch,
+                priority: facts.priority,
+                facts,
+                created_ms: at,
+                target_since_ms: at,
+                fallback: Some(how.as_str().to_string()),
+                ..Doc::default()
+            },
+        };
+        if let Ok(scope) = policy.routing_compiler.scope(
+            [("handoff".to_string(), o.doc.facts.value())],
+            policy.calendars.clone(),
+            ts(at),
+        ) {
+            let (chosen, evals) = routing::route(&policy.routing, &scope);
+            o.doc.route = chosen.map(|i| policy.routing.routes[i].id.clone());
+            let detail = json!({"routes": evals, "route": o.doc.route});
+            trace(&mut o, at, "routed", detail);
+        }
+        if how == Fallback::Schedule {
+            refresh_members(&mut st, policy);
+            o.doc.slots = self.slots_for(&st, policy, &o, at, 3);
+        }
+        let slots: Vec<serde_json::Value> = o
+            .doc
+            .slots
+            .iter()
+            .map(|(t, r)| slot_json(*t, None, r, &o.doc.facts))
+            .collect();
+        trace(
+            &mut o,
+            at,
+            "fallback",
+            json!({"action": how.as_str(), "why": "policy", "slots": slots}),
+        );
+        let mut step = Step::new(at);
+        step.handoff(&o);
+        step.event(
+            format!("conversation:{}", o.doc.conversation_id),
+            "fallback",
+            json!({"handoff_id": o.id, "action": how.as_str(), "why": "policy", "slots": slots}),
+        );
+        self.store_step(step).await?;
+        Ok(())
+    }
+
     async fn route_new(&self, st: &mut RouterState, batch: Vec<Open>) -> Result<bool, ApiError> {
         let engine = self.engine();
         let routing = engine.policy.routing.clone();

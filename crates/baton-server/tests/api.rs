@@ -2224,3 +2224,59 @@ async fn a_rep_silent_past_the_first_message_sla_loses_the_handoff() {
         app.finish().await;
     }
 }
+
+/// The policy itself answers a request with a meeting offer (an off-hours trigger): the
+/// handoff still gets its route and the soonest slots with a rep who could take it.
+#[tokio::test]
+async fn a_meeting_offered_by_the_policy_comes_with_slots() {
+    let policy = AFTER_HOURS_POLICY
+        .replace("action = \"handoff\"", "action = \"schedule\"")
+        .replace("hours = \"never\"\n", "");
+    for app in apps_with("policy_schedule", &policy).await {
+        app.put_rep(
+            "ana",
+            json!({"name": "Ana", "skills": {"sales": 5}, "hours": "office"}),
+        )
+        .await;
+        let (s, d) = app
+            .turn(
+                "ps1",
+                json!({"role": "user", "text": "can I talk to a person about a demo?"}),
+                None,
+            )
+            .await;
+        assert_eq!((s, d["action"].as_str()), (200, Some("schedule")), "{d}");
+        let h = d["handoff_id"].as_str().expect("handoff").to_string();
+        let r = app
+            .routing_when(&h, |r| r["routing"]["fallback"] == "schedule")
+            .await;
+        assert_eq!(r["routing"]["route"], "everyone", "{r:#}");
+        assert!(
+            r["routing"]["slots"]
+                .as_array()
+                .is_some_and(|s| !s.is_empty()),
+            "{r:#}"
+        );
+        let (s, slots) = app.get(&format!("/v1/handoffs/{h}/slots")).await;
+        assert_eq!(s, 200);
+        let first = slots["slots"][0].clone();
+        assert_eq!(first["rep"], "ana", "{slots}");
+        let (s, b) = app
+            .call(
+                "POST",
+                &format!("/v1/handoffs/{h}/meeting"),
+                Some(KEY),
+                json!({"start": first["start"], "rep": "ana"}),
+            )
+            .await;
+        assert_eq!(s, 201, "{b}");
+        let events = read_stream(&app, "/v1/conversations/ps1/stream", None, ("fallback", 1)).await;
+        assert!(
+            events
+                .iter()
+                .any(|(_, k, d)| k == "fallback" && d.contains("slots")),
+            "{events:?}"
+        );
+        app.finish().await;
+    }
+}
