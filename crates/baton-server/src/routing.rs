@@ -1881,10 +1881,17 @@ pub(crate) async fn post_message<S: Store>(
         .find(|o| o.doc.conversation_id == conversation && o.state == "human")
         .cloned()
     else {
+        drop(st);
+        // Say where the conversation stands, or that there is none.
+        let c = app
+            .store
+            .conversation(&conversation, baton_store::Detail::ForDecision)
+            .await?
+            .ok_or_else(|| ApiError::not_found("conversation", &conversation))?;
         return Err(ApiError::conflict(
-            "no rep holds this conversation",
-            "unknown",
-            0,
+            &format!("no rep holds this conversation (it is {})", c.state),
+            &c.state,
+            c.epoch.max(0) as u64,
         ));
     };
     if o.doc.rep.as_deref() != Some(rep.as_str()) {
