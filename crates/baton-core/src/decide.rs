@@ -738,8 +738,9 @@ fn evaluate(
     decision.criteria = criteria;
     decision.lead_score = score;
     // In a later stint, what was already true on the facts known before (no new request,
-    // intent, topic or loop) was answered then: such a trigger waits for something new.
-    let mut standing = if view.since > 0 {
+    // intent, topic or loop) was answered then: such a trigger waits for something new. The
+    // facts-only scope is built the first time a trigger holds, not on every turn.
+    let base_scope = || {
         let base = Signals {
             qualification: signals.qualification.clone(),
             conversation: baton_detect::ConversationSignals {
@@ -748,21 +749,18 @@ fn evaluate(
             },
             ..Signals::default()
         };
-        policy
+        let mut b = policy
             .compiler
             .scope(
                 context(view, turn, &base, 0.0, &[], now),
                 policy.calendars.clone(),
                 now,
             )
-            .ok()
-            .map(|mut b| {
-                lead_stages(policy, qualification, &mut b, &base);
-                b
-            })
-    } else {
-        None
+            .ok()?;
+        lead_stages(policy, qualification, &mut b, &base);
+        Some(b)
     };
+    let mut standing: Option<Option<crate::expr::Scope>> = None;
 
     let user_turns = signals.conversation.user_turns as u32;
     let mut chosen: Option<usize> = None;
@@ -788,7 +786,9 @@ fn evaluate(
             match sc.eval_bool(&t.when) {
                 Ok(true)
                     if t.action != Action::Nurture
+                        && view.since > 0
                         && standing
+                            .get_or_insert_with(base_scope)
                             .as_mut()
                             .is_some_and(|b| b.eval_bool(&t.when).unwrap_or(false)) =>
                 {
