@@ -90,6 +90,52 @@ struct Open {
     doc: Doc,
 }
 
+impl Open {
+    /// A handoff just created by a decision, in `state`.
+    fn new(
+        id: &str,
+        state: &str,
+        conversation_id: &str,
+        epoch: i64,
+        facts: HandoffFacts,
+        at: i64,
+    ) -> Open {
+        Open {
+            id: id.to_string(),
+            state: state.to_string(),
+            doc: Doc {
+                conversation_id: conversation_id.to_string(),
+                epoch,
+                priority: facts.priority,
+                facts,
+                created_ms: at,
+                target_since_ms: at,
+                ..Doc::default()
+            },
+        }
+    }
+}
+
+/// The first route that takes the handoff, every route evaluated traced as `routed`.
+fn route_of(policy: &Policy, o: &mut Open, at: i64) -> Option<usize> {
+    let routing = &policy.routing;
+    let (chosen, evals) = match policy.routing_compiler.scope(
+        [("handoff".to_string(), o.doc.facts.value())],
+        policy.calendars.clone(),
+        ts(at),
+    ) {
+        Ok(s) => routing::route(routing, &s),
+        Err(_) => (None, Vec::new()),
+    };
+    trace(
+        o,
+        at,
+        "routed",
+        json!({"routes": evals, "route": chosen.map(|i| routing.routes[i].id.clone())}),
+    );
+    chosen
+}
+
 #[derive(Default)]
 struct RouterState {
     loaded: bool,
@@ -445,21 +491,9 @@ impl<S: Store> App<S> {
         eta_promised: Option<u64>,
     ) -> Result<(), ApiError> {
         let at = now_ms();
-        let o = Open {
-            id: handoff_id.to_string(),
-            state: "queued".into(),
-            doc: Doc {
-                conversation_id: conversation_id.to_string(),
-                epoch,
-                priority: facts.priority,
-                facts,
-                created_ms: at,
-                target_since_ms: at,
-                // The promise made in the decision's answer, kept or not at acceptance.
-                eta_promised: eta_promised.map(|e| (e, at)),
-                ..Doc::default()
-            },
-        };
+        let mut o = Open::new(handoff_id, "queued", conversation_id, epoch, facts, at);
+        // The promise made in the decision's answer, kept or not at acceptance.
+        o.doc.eta_promised = eta_promised.map(|e| (e, at));
         match self.router.pending.lock() {
             Ok(mut p) => p.push(o),
             Err(poisoned) => poisoned.into_inner().push(o),
@@ -505,56 +539,15 @@ impl<S: Store> App<S> {
         let policy = &engine.policy;
         let mut st = self.router_state().await?;
         let at = now_ms();
-        let mut o = Open {
-            id: handoff_id.to_string(),
-            state: match how {
-                Fallback::Schedule => "scheduled".into(),
-                Fallback::FollowUp => "follow_up".into(),
-            },
-            doc: Doc {
-                conversation_id: conversation_id.to_string(),
-                epoch,
-                priority: facts.priority,
-                facts,
-                created_ms: at,
-                target_since_ms: at,
-                fallback: Some(how.as_str().to_string()),
-                ..Doc::default()
-            },
+        let state = match how {
+            Fallback::Schedule => "scheduled",
+            Fallback::FollowUp => "follow_up",
         };
-        if let Ok(scope) = policy.routing_compiler.scope(
-            [("handoff".to_string(), o.doc.facts.value())],
-            policy.calendars.clone(),
-            ts(at),
-        ) {
-            let (chosen, evals) = routing::route(&policy.routing, &scope);
-            o.doc.route = chosen.map(|i| policy.routing.routes[i].id.clone());
-            let detail = json!({"routes": evals, "route": o.doc.route});
-            trace(&mut o, at, "routed", detail);
-        }
-        if how == Fallback::Schedule {
-            refresh_members(&mut st, policy);
-            o.doc.slots = self.slots_for(&st, policy, &o, at, 3);
-        }
-        let slots: Vec<serde_json::Value> = o
-            .doc
-            .slots
-            .iter()
-            .map(|(t, r)| slot_json(*t, None, r, &o.doc.facts))
-            .collect();
-        trace(
-            &mut o,
-            at,
-            "fallback",
-            json!({"action": how.as_str(), "why": "policy", "slots": slots}),
-        );
+        let mut o = Open::new(handoff_id, state, conversation_id, epoch, facts, at);
+        o.doc.route = route_of(policy, &mut o, at).map(|i| policy.routing.routes[i].id.clone());
         let mut step = Step::new(at);
+        announce_fallback(&mut st, policy, &mut o, how, "policy", at, &mut step);
         step.handoff(&o);
-        step.event(
-            format!("conversation:{}", o.doc.conversation_id),
-            "fallback",
-            json!({"handoff_id": o.id, "action": how.as_str(), "why": "policy", "slots": slots}),
-        );
         self.store_step(step).await?;
         Ok(())
     }
@@ -587,22 +580,7 @@ impl<S: Store> App<S> {
                     &mut step,
                 );
             } else {
-                let scope = engine.policy.routing_compiler.scope(
-                    [("handoff".to_string(), o.doc.facts.value())],
-                    engine.policy.calendars.clone(),
-                    ts(at),
-                );
-                let (chosen, evals) = match &scope {
-                    Ok(s) => routing::route(&routing, s),
-                    Err(_) => (None, Vec::new()),
-                };
-                trace(
-                    &mut o,
-                    at,
-                    "routed",
-                    json!({"routes": evals, "route": chosen.map(|i| routing.routes[i].id.clone())}),
-                );
-                match chosen {
+                match route_of(&engine.policy, &mut o, at) {
                     Some(i) => {
                         o.doc.route = Some(routing.routes[i].id.clone());
                         o.doc.target = 0;
@@ -914,64 +892,57 @@ impl<S: Store> App<S> {
         at: i64,
         step: &mut Step,
     ) {
-        o.doc.fallback = Some(how.as_str().to_string());
-        if o.doc.eta_promised.is_some() && o.doc.eta_kept.is_none() {
-            // The visitor was told a person would come; none did.
-            o.doc.eta_kept = Some(false);
-        }
         let state = match how {
             Fallback::Schedule => "scheduled",
             Fallback::FollowUp => "follow_up",
         };
-        if how == Fallback::Schedule {
-            refresh_members(st, policy);
-            o.doc.slots = self.slots_for(st, policy, o, at, 3);
-        }
-        trace(
-            o,
-            at,
-            "fallback",
-            json!({"action": how.as_str(), "why": why, "slots": o.doc.slots.iter().map(|(t, r)| slot_json(*t, None, r, &o.doc.facts)).collect::<Vec<_>>()}),
-        );
         o.state = state.into();
         step.change.cancel_timers.push(format!("{}#target", o.id));
         step.change.cancel_timers.push(format!("{}#sla", o.id));
         step.own(o, state);
-        step.event(
-            format!("conversation:{}", o.doc.conversation_id),
-            "fallback",
-            json!({"handoff_id": o.id, "action": how.as_str(), "why": why, "slots": o.doc.slots.iter().map(|(t, r)| slot_json(*t, None, r, &o.doc.facts)).collect::<Vec<_>>()}),
-        );
+        announce_fallback(st, policy, o, how, why, at, step);
     }
+}
 
-    /// The soonest meeting slots with reps who could take the handoff.
-    fn slots_for(
-        &self,
-        st: &RouterState,
-        policy: &Policy,
-        o: &Open,
-        at: i64,
-        count: usize,
-    ) -> Vec<(i64, String)> {
-        let reps = meeting_reps(st, policy, o, at);
-        let booked: Vec<Vec<(Timestamp, Timestamp)>> = reps.iter().map(|_| Vec::new()).collect();
-        let pairs: Vec<(&Rep, &[(Timestamp, Timestamp)])> = reps
-            .iter()
-            .zip(&booked)
-            .map(|(i, b)| (st.reps[*i].rep(), b.as_slice()))
-            .collect();
-        routing::slots(
-            &pairs,
-            &policy.calendars,
-            ts(at),
-            policy.routing.slot,
-            count,
-            SignedDuration::from_hours(24 * 14),
-        )
-        .into_iter()
-        .map(|(t, i)| (t.as_millisecond(), st.reps[reps[i]].id.clone()))
-        .collect()
+/// Records a fallback in the handoff and tells the visitor's stream: for a meeting, with the
+/// soonest slots. Slots here are computed inside a router step, without reading the reps'
+/// meetings; `GET /slots` reads them, and booking refuses a taken slot.
+#[allow(clippy::too_many_arguments)]
+fn announce_fallback(
+    st: &mut RouterState,
+    policy: &Policy,
+    o: &mut Open,
+    how: Fallback,
+    why: &str,
+    at: i64,
+    step: &mut Step,
+) {
+    o.doc.fallback = Some(how.as_str().to_string());
+    if o.doc.eta_promised.is_some() && o.doc.eta_kept.is_none() {
+        // The visitor was told a person would come; none did.
+        o.doc.eta_kept = Some(false);
     }
+    if how == Fallback::Schedule {
+        refresh_members(st, policy);
+        o.doc.slots = slots_for(st, policy, o, at, 3, &BTreeMap::new());
+    }
+    let slots: Vec<serde_json::Value> = o
+        .doc
+        .slots
+        .iter()
+        .map(|(t, r)| slot_json(*t, None, r, &o.doc.facts))
+        .collect();
+    trace(
+        o,
+        at,
+        "fallback",
+        json!({"action": how.as_str(), "why": why, "slots": slots}),
+    );
+    step.event(
+        format!("conversation:{}", o.doc.conversation_id),
+        "fallback",
+        json!({"handoff_id": o.id, "action": how.as_str(), "why": why, "slots": slots}),
+    );
 }
 
 /// A slot as the visitor and the API see it: UTC, and local time in the visitor's time zone
@@ -999,64 +970,93 @@ fn slot_json(
     v
 }
 
+/// The soonest meeting slots with reps who could take the handoff, clear of `booked`
+/// (meetings per rep id; a rep not in it counts as free).
+fn slots_for(
+    st: &RouterState,
+    policy: &Policy,
+    o: &Open,
+    at: i64,
+    count: usize,
+    booked: &BTreeMap<String, Vec<(Timestamp, Timestamp)>>,
+) -> Vec<(i64, String)> {
+    let reps = meeting_reps(st, policy, o, at);
+    let pairs: Vec<(&Rep, &[(Timestamp, Timestamp)])> = reps
+        .iter()
+        .map(|i| {
+            let r = &st.reps[*i];
+            (r.rep(), booked.get(&r.id).map_or(&[][..], Vec::as_slice))
+        })
+        .collect();
+    routing::slots(
+        &pairs,
+        &policy.calendars,
+        ts(at),
+        policy.routing.slot,
+        count,
+        SignedDuration::from_hours(24 * 14),
+    )
+    .into_iter()
+    .map(|(t, i)| (t.as_millisecond(), st.reps[reps[i]].id.clone()))
+    .collect()
+}
+
 /// The reps a meeting about this handoff may be booked with: members of its route's queues
 /// whose `match` suits it (indexes into `st.reps`).
 fn meeting_reps(st: &RouterState, policy: &Policy, o: &Open, at: i64) -> Vec<usize> {
-    {
-        let routing = &policy.routing;
-        let scope = policy.routing_compiler.scope(
-            [("handoff".to_string(), o.doc.facts.value())],
-            policy.calendars.clone(),
-            ts(at),
-        );
-        let route = o
-            .doc
-            .route
-            .as_ref()
-            .and_then(|r| routing.routes.iter().position(|x| &x.id == r))
-            .or_else(|| {
-                scope
-                    .as_ref()
-                    .ok()
-                    .and_then(|s| routing::route(routing, s).0)
-            });
-        let queues: Vec<&str> = route
-            .map(|r| {
-                routing.routes[r]
-                    .targets
-                    .iter()
-                    .map(|t| routing.queues[t.queue].id.as_str())
-                    .collect()
-            })
-            .unwrap_or_default();
-        // Members of the route's queues whose `match` suits this handoff.
-        let mut reps: Vec<usize> = Vec::new();
-        let mut scope = scope.ok();
-        for q in queues {
-            let matches = routing
-                .queue(q)
-                .and_then(|i| routing.queues[i].matches.as_ref());
-            if let Some(m) = st.members.get(q) {
-                for (i, is) in m.iter().enumerate() {
-                    if !*is || reps.contains(&i) {
-                        continue;
+    let routing = &policy.routing;
+    let scope = policy.routing_compiler.scope(
+        [("handoff".to_string(), o.doc.facts.value())],
+        policy.calendars.clone(),
+        ts(at),
+    );
+    let route = o
+        .doc
+        .route
+        .as_ref()
+        .and_then(|r| routing.routes.iter().position(|x| &x.id == r))
+        .or_else(|| {
+            scope
+                .as_ref()
+                .ok()
+                .and_then(|s| routing::route(routing, s).0)
+        });
+    let queues: Vec<&str> = route
+        .map(|r| {
+            routing.routes[r]
+                .targets
+                .iter()
+                .map(|t| routing.queues[t.queue].id.as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    // Members of the route's queues whose `match` suits this handoff.
+    let mut reps: Vec<usize> = Vec::new();
+    let mut scope = scope.ok();
+    for q in queues {
+        let matches = routing
+            .queue(q)
+            .and_then(|i| routing.queues[i].matches.as_ref());
+        if let Some(m) = st.members.get(q) {
+            for (i, is) in m.iter().enumerate() {
+                if !*is || reps.contains(&i) {
+                    continue;
+                }
+                let suits = match (matches, scope.as_mut()) {
+                    (None, _) => true,
+                    (Some(e), Some(s)) => {
+                        s.set("rep", st.reps[i].value());
+                        s.eval_bool(e).unwrap_or(false)
                     }
-                    let suits = match (matches, scope.as_mut()) {
-                        (None, _) => true,
-                        (Some(e), Some(s)) => {
-                            s.set("rep", st.reps[i].value());
-                            s.eval_bool(e).unwrap_or(false)
-                        }
-                        (Some(_), None) => false,
-                    };
-                    if suits {
-                        reps.push(i);
-                    }
+                    (Some(_), None) => false,
+                };
+                if suits {
+                    reps.push(i);
                 }
             }
         }
-        reps
     }
+    reps
 }
 
 fn current_queue<'a>(routing: &'a Routing, o: &Open) -> Option<&'a str> {
@@ -1658,18 +1658,18 @@ pub(crate) async fn act<S: Store>(
     let offered_to_rep = offer
         .as_ref()
         .is_some_and(|x| x.rep_id == rep && x.state == "pending");
+    if matches!(action.as_str(), "accept" | "decline") && !offered_to_rep {
+        return Err(ApiError::conflict(
+            &format!(
+                "handoff {id} is not offered to rep {rep} (it is {})",
+                o.state
+            ),
+            &o.state,
+            o.doc.epoch.max(0) as u64,
+        ));
+    }
     match action.as_str() {
         "accept" => {
-            if !offered_to_rep {
-                return Err(ApiError::conflict(
-                    &format!(
-                        "handoff {id} is not offered to rep {rep} (it is {})",
-                        o.state
-                    ),
-                    &o.state,
-                    o.doc.epoch.max(0) as u64,
-                ));
-            }
             let offer = offer.expect("checked above");
             let mut o = o;
             let mut step = Step::new(at);
@@ -1746,16 +1746,6 @@ pub(crate) async fn act<S: Store>(
             Ok(axum::Json(handoff_out(&id, &o)).into_response())
         }
         "decline" => {
-            if !offered_to_rep {
-                return Err(ApiError::conflict(
-                    &format!(
-                        "handoff {id} is not offered to rep {rep} (it is {})",
-                        o.state
-                    ),
-                    &o.state,
-                    o.doc.epoch.max(0) as u64,
-                ));
-            }
             let offer = offer.expect("checked above");
             app.offer_ended(&mut st, offer, "declined").await?;
             let o = st.open.get(&id).cloned().unwrap_or(o);
@@ -2013,16 +2003,25 @@ pub(crate) async fn get_slots<S: Store>(
         state: String::new(),
         doc,
     };
-    let mut slots = app.slots_for(&st, &engine.policy, &o, now_ms(), 12);
-    // Drop the slots that collide with meetings booked since.
-    let mut free = Vec::new();
-    for (t, rep) in slots.drain(..) {
-        let booked = app.store.meetings(&rep, t).await?;
-        let end = t + engine.policy.routing.slot.as_millis() as i64;
-        if booked.iter().all(|m| end <= m.starts_ms || t >= m.ends_ms) {
-            free.push(slot_json(t, Some(end), &rep, &o.doc.facts));
-        }
+    let at = now_ms();
+    // The meetings of the reps who could take it, read once each.
+    let mut booked = BTreeMap::new();
+    for i in meeting_reps(&st, &engine.policy, &o, at) {
+        let id = &st.reps[i].id;
+        let meetings = app.store.meetings(id, at).await?;
+        booked.insert(
+            id.clone(),
+            meetings
+                .iter()
+                .map(|m| (ts(m.starts_ms), ts(m.ends_ms)))
+                .collect::<Vec<_>>(),
+        );
     }
+    let len = engine.policy.routing.slot.as_millis() as i64;
+    let free: Vec<serde_json::Value> = slots_for(&st, &engine.policy, &o, at, 12, &booked)
+        .iter()
+        .map(|(t, rep)| slot_json(*t, Some(t + len), rep, &o.doc.facts))
+        .collect();
     Ok(axum::Json(json!({"handoff_id": id, "slots": free})).into_response())
 }
 
