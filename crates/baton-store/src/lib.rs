@@ -1123,6 +1123,14 @@ macro_rules! store_impl {
             async fn summary(&self) -> Result<Summary, StoreError> {
                 let count = |sql: &'static str| sqlx::query_as::<_, (i64,)>(sql).fetch_one(&self.pool);
                 let groups = |sql: &'static str| sqlx::query_as::<_, (String, i64)>(sql).fetch_all(&self.pool);
+                // The ETA promises in one pass over the handoffs.
+                let (eta_promised, eta_kept, eta_broken) = sqlx::query_as::<_, (i64, i64, i64)>(
+                    "SELECT COUNT(eta_promised), \
+                     COALESCE(SUM(CASE WHEN eta_kept = 1 THEN 1 ELSE 0 END), 0), \
+                     COALESCE(SUM(CASE WHEN eta_kept = 0 THEN 1 ELSE 0 END), 0) FROM handoffs",
+                )
+                .fetch_one(&self.pool)
+                .await?;
                 Ok(Summary {
                     conversations: count("SELECT COUNT(*) FROM conversations").await?.0,
                     by_state: groups("SELECT state, COUNT(*) FROM conversations GROUP BY state ORDER BY state").await?,
@@ -1133,9 +1141,9 @@ macro_rules! store_impl {
                     )
                     .await?,
                     decisions_by_action: groups("SELECT action, COUNT(*) FROM decisions GROUP BY action ORDER BY action").await?,
-                    eta_promised: count("SELECT COUNT(*) FROM handoffs WHERE eta_promised IS NOT NULL").await?.0,
-                    eta_kept: count("SELECT COUNT(*) FROM handoffs WHERE eta_kept = 1").await?.0,
-                    eta_broken: count("SELECT COUNT(*) FROM handoffs WHERE eta_kept = 0").await?.0,
+                    eta_promised,
+                    eta_kept,
+                    eta_broken,
                 })
             }
 
