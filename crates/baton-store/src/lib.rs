@@ -502,8 +502,51 @@ enum Work {
     Routing(RoutingJob),
 }
 
+/// `sql`, opened by `begin` if it is still to be sent (then taken).
+fn opening(begin: &mut Option<&str>, sql: &str) -> String {
+    match begin.take() {
+        Some(b) => format!("{b}; {sql}"),
+        None => sql.to_string(),
+    }
+}
+
+/// The statements of one step: each its own query, or (`joined`, on SQLite) all of them in
+/// one query, one trip to SQLite's thread. Only statements whose arguments are all `?`
+/// placeholders (a `QueryBuilder`'s) may be joined: SQLite numbers those across the query.
+struct Statements<DB: sqlx::Database> {
+    joined: bool,
+    queries: Vec<sqlx::QueryBuilder<DB>>,
+}
+
+impl<DB: sqlx::Database> Statements<DB>
+where
+    DB::Arguments: Default,
+{
+    fn new(joined: bool) -> Self {
+        Statements {
+            joined,
+            queries: Vec::new(),
+        }
+    }
+
+    /// A builder for the next statement, which starts with `sql`.
+    fn next(&mut self, sql: &str) -> &mut sqlx::QueryBuilder<DB> {
+        match self.queries.last_mut() {
+            Some(q) if self.joined => {
+                q.push("; ");
+                q.push(sql);
+            }
+            _ => self.queries.push(sqlx::QueryBuilder::new(sql)),
+        }
+        let Some(q) = self.queries.last_mut() else {
+            unreachable!("a statement was just added")
+        };
+        q
+    }
+}
+
 macro_rules! store_impl {
-    ($name:ident, $db:ty, $migrations:literal, $begin_write:literal, $claim_timers:literal, $share_writes:literal) => {
+    ($name:ident, $db:ty, $migrations:literal, $begin_write:literal, $claim_timers:literal, $share_writes:literal, $few_trips:literal) => {
         impl $name {
             /// Where a write outside the group writer goes: on SQLite the writer's own
             /// connection, on PostgreSQL any pooled one.
@@ -595,8 +638,11 @@ macro_rules! store_impl {
                 };
                 let result = Self::commit_on(conn, batch, routes).await;
                 if result.is_err() {
-                    // Start again from a fresh connection of the pool.
-                    *held = None;
+                    // Start again from a fresh connection of the pool; this one is closed, not
+                    // returned to the pool, as it may still be inside the group's transaction.
+                    if let Some(mut c) = held.take() {
+                        c.close_on_drop();
+                    }
                 }
                 result
             }
@@ -607,6 +653,20 @@ macro_rules! store_impl {
                 routes: &[RoutingJob],
             ) -> Result<GroupOutcome, sqlx::Error> {
                 use sqlx::Connection as _;
+                if $few_trips && routes.is_empty() {
+                    // SQLite runs each statement on its connection's own thread, and every
+                    // trip there and back waits for both threads to be scheduled (about 0.3
+                    // ms each under load, and the writer is the one serial step of every
+                    // turn). So a group of entries alone takes two trips: `BEGIN` with the
+                    // claims, then every row with `COMMIT`. On failure the transaction is
+                    // rolled back here, or the caller closes the connection.
+                    let result = Self::entries_on(&mut **conn, batch, true).await;
+                    if result.is_err() {
+                        // If this fails too, the caller closes the connection.
+                        let _ = sqlx::query("ROLLBACK").execute(&mut **conn).await;
+                    }
+                    return result.map(|(out, _)| (out, Vec::new()));
+                }
                 let mut tx = conn.begin().await?;
                 // Router steps first, each in a savepoint: one whose compare-and-set fails
                 // leaves nothing and the rest of the group goes on. An entry the router's step
@@ -625,14 +685,32 @@ macro_rules! store_impl {
                     }
                     applied.push(Ok(a));
                 }
-                // An entry that conflicts, replays or is stale writes nothing, so the entries
-                // need no savepoints; any error fails the whole group, which the writer then
-                // commits piece by piece.
-                let outcomes = if batch.is_empty() {
-                    Vec::new()
+                let (out, wrote) = Self::entries_on(&mut tx, batch, false).await?;
+                changed |= wrote;
+                if changed {
+                    tx.commit().await?;
                 } else {
-                    Self::claim_all(&mut tx, batch).await?
-                };
+                    tx.rollback().await?;
+                }
+                Ok((out, applied))
+            }
+
+            /// The group's entries on `tx`: each claims its sequence number, then the rows of
+            /// those that did are inserted. An entry that conflicts, replays or is stale writes
+            /// nothing, so the entries need no savepoints; any error fails the whole group,
+            /// which the writer then commits piece by piece. With `own_tx`, `tx` is a bare
+            /// connection: the transaction begins with the first statement and ends with the
+            /// last (see `commit_on`). Answers each entry's outcome and whether anything was
+            /// written.
+            async fn entries_on(
+                tx: &mut <$db as sqlx::Database>::Connection,
+                batch: &[Job],
+                own_tx: bool,
+            ) -> Result<(Vec<Result<Commit, StoreError>>, bool), sqlx::Error> {
+                if batch.is_empty() {
+                    return Ok((Vec::new(), false));
+                }
+                let outcomes = Self::claim_all(&mut *tx, batch, own_tx.then_some("BEGIN")).await?;
                 let done: Vec<(&NewEntry, i64)> = batch
                     .iter()
                     .zip(&outcomes)
@@ -641,17 +719,13 @@ macro_rules! store_impl {
                         _ => None,
                     })
                     .collect();
-                let out: Vec<Result<Commit, StoreError>> = outcomes.into_iter().map(Ok).collect();
-                if !done.is_empty() {
-                    Self::insert_rows(&mut tx, &done).await?;
-                    changed = true;
+                let wrote = !done.is_empty();
+                if wrote {
+                    Self::insert_rows(&mut *tx, &done, own_tx.then_some("COMMIT")).await?;
+                } else if own_tx {
+                    sqlx::query("ROLLBACK").execute(&mut *tx).await?;
                 }
-                if changed {
-                    tx.commit().await?;
-                } else {
-                    tx.rollback().await?;
-                }
-                Ok((out, applied))
+                Ok((outcomes.into_iter().map(Ok).collect(), wrote))
             }
 
             /// One router step on `tx`, all or nothing: on a conflict it returns before writing
@@ -756,11 +830,15 @@ macro_rules! store_impl {
                 Ok(Applied::Done { events })
             }
 
-            /// Everything the claimed entries add, one multi-row statement per table.
+            /// Everything the claimed entries add, one multi-row statement per table. With
+            /// `then` (SQLite), all of them and `then` go in one query: one trip to SQLite's
+            /// thread.
             async fn insert_rows(
                 tx: &mut <$db as sqlx::Database>::Connection,
                 done: &[(&NewEntry, i64)],
+                then: Option<&str>,
             ) -> Result<(), sqlx::Error> {
+                let mut queries = Statements::<$db>::new(then.is_some());
                 let turns: Vec<_> = done
                     .iter()
                     .filter_map(|(t, seq)| match &t.entry {
@@ -769,7 +847,7 @@ macro_rules! store_impl {
                     })
                     .collect();
                 if !turns.is_empty() {
-                    let mut q = sqlx::QueryBuilder::<$db>::new("INSERT INTO turns (conversation_id, seq, role, text, at, signals) ");
+                    let q = queries.next("INSERT INTO turns (conversation_id, seq, role, text, at, signals) ");
                     q.push_values(turns, |mut b, (t, seq, role, text, signals)| {
                         b.push_bind(t.conversation_id.clone())
                             .push_bind(seq)
@@ -778,7 +856,6 @@ macro_rules! store_impl {
                             .push_bind(t.at.clone())
                             .push_bind(signals.clone());
                     });
-                    q.build().execute(&mut *tx).await?;
                 }
                 let events: Vec<_> = done
                     .iter()
@@ -788,7 +865,7 @@ macro_rules! store_impl {
                     })
                     .collect();
                 if !events.is_empty() {
-                    let mut q = sqlx::QueryBuilder::<$db>::new("INSERT INTO events (conversation_id, seq, kind, data, at) ");
+                    let q = queries.next("INSERT INTO events (conversation_id, seq, kind, data, at) ");
                     q.push_values(events, |mut b, (t, seq, kind, data)| {
                         b.push_bind(t.conversation_id.clone())
                             .push_bind(seq)
@@ -796,14 +873,13 @@ macro_rules! store_impl {
                             .push_bind(data.clone())
                             .push_bind(t.at.clone());
                     });
-                    q.build().execute(&mut *tx).await?;
                 }
                 let decisions: Vec<_> = done
                     .iter()
                     .filter_map(|(t, seq)| Some((*t, *seq, t.decision.as_ref()?)))
                     .collect();
                 if !decisions.is_empty() {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                    let q = queries.next(
                         "INSERT INTO decisions (conversation_id, seq, action, epoch, trigger_id, reason, policy_hash, trace, at) ",
                     );
                     q.push_values(decisions, |mut b, (t, seq, d)| {
@@ -817,14 +893,13 @@ macro_rules! store_impl {
                             .push_bind(d.trace.clone())
                             .push_bind(t.at.clone());
                     });
-                    q.build().execute(&mut *tx).await?;
                 }
                 let handoffs: Vec<_> = done
                     .iter()
                     .filter_map(|(t, seq)| Some((*t, *seq, t.handoff.as_ref()?)))
                     .collect();
                 if !handoffs.is_empty() {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                    let q = queries.next(
                         "INSERT INTO handoffs (id, conversation_id, seq, trigger_id, reason, priority, state, brief, created_at) ",
                     );
                     q.push_values(handoffs, |mut b, (t, seq, (id, brief))| {
@@ -839,14 +914,13 @@ macro_rules! store_impl {
                             .push_bind(brief.clone())
                             .push_bind(t.at.clone());
                     });
-                    q.build().execute(&mut *tx).await?;
                 }
                 let keys: Vec<_> = done
                     .iter()
                     .filter_map(|(t, _)| Some((*t, t.idempotency.as_ref()?)))
                     .collect();
                 if !keys.is_empty() {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                    let q = queries.next(
                         "INSERT INTO idempotency (conversation_id, key, request_hash, response, created_at) ",
                     );
                     q.push_values(keys, |mut b, (t, (key, hash, response))| {
@@ -856,6 +930,11 @@ macro_rules! store_impl {
                             .push_bind(response.clone())
                             .push_bind(t.at.clone());
                     });
+                }
+                if let Some(then) = then {
+                    queries.next(then);
+                }
+                for mut q in queries.queries {
                     q.build().execute(&mut *tx).await?;
                 }
                 Ok(())
@@ -866,21 +945,42 @@ macro_rules! store_impl {
             /// the whole group in a few statements: one creates the conversations seen for the
             /// first time (as the bot's, at epoch 0), then one `UPDATE ... FROM (VALUES ...)`
             /// per round, a round holding each conversation at most once, in arrival order.
-            /// The rows come after, for the whole group at once.
+            /// The rows come after, for the whole group at once. With `begin` (SQLite), the
+            /// first statement opens the transaction: one trip to SQLite's thread fewer.
             async fn claim_all(
                 tx: &mut <$db as sqlx::Database>::Connection,
                 batch: &[Job],
+                mut begin: Option<&str>,
             ) -> Result<Vec<Commit>, sqlx::Error> {
                 let mut out: Vec<Option<Commit>> = vec![None; batch.len()];
-                for (i, (t, _)) in batch.iter().enumerate() {
-                    if let Some((key, _, _)) = &t.idempotency {
-                        let seen = sqlx::query_as::<_, (String, String)>("SELECT request_hash, response FROM idempotency WHERE conversation_id = $1 AND key = $2")
-                            .bind(&t.conversation_id)
-                            .bind(key)
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                        if let Some((request_hash, response)) = seen {
-                            out[i] = Some(Commit::Replay { request_hash, response });
+                let keyed: Vec<(&str, &str)> = batch
+                    .iter()
+                    .filter_map(|(t, _)| Some((t.conversation_id.as_str(), t.idempotency.as_ref()?.0.as_str())))
+                    .collect();
+                if !keyed.is_empty() {
+                    // Every key of the group in one statement.
+                    let mut q = sqlx::QueryBuilder::<$db>::new(opening(&mut begin,
+                        "WITH v (conversation_id, key) AS (",
+                    ));
+                    q.push_values(keyed, |mut b, (conversation, key)| {
+                        b.push_bind(conversation.to_string()).push_bind(key.to_string());
+                    });
+                    q.push(
+                        ") SELECT i.conversation_id, i.key, i.request_hash, i.response FROM idempotency i \
+                         JOIN v ON i.conversation_id = v.conversation_id AND i.key = v.key",
+                    );
+                    let seen: std::collections::HashMap<(String, String), (String, String)> = q
+                        .build_query_as::<(String, String, String, String)>()
+                        .fetch_all(&mut *tx)
+                        .await?
+                        .into_iter()
+                        .map(|(c, k, request_hash, response)| ((c, k), (request_hash, response)))
+                        .collect();
+                    for (i, (t, _)) in batch.iter().enumerate() {
+                        if let Some((key, _, _)) = &t.idempotency
+                            && let Some((request_hash, response)) = seen.get(&(t.conversation_id.clone(), key.clone()))
+                        {
+                            out[i] = Some(Commit::Replay { request_hash: request_hash.clone(), response: response.clone() });
                         }
                     }
                 }
@@ -891,9 +991,9 @@ macro_rules! store_impl {
                     .map(|((t, _), _)| t)
                     .collect();
                 if !new.is_empty() {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                    let mut q = sqlx::QueryBuilder::<$db>::new(opening(&mut begin,
                         "INSERT INTO conversations (id, state, epoch, contact, account, page, turn_count, created_at, updated_at) ",
-                    );
+                    ));
                     q.push_values(new, |mut b, t| {
                         b.push_bind(t.conversation_id.clone())
                             .push_bind("bot")
@@ -914,11 +1014,11 @@ macro_rules! store_impl {
                     let (round, rest): (Vec<usize>, Vec<usize>) = pending
                         .iter()
                         .partition(|i| seen.insert(batch[**i].0.conversation_id.as_str()));
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                    let mut q = sqlx::QueryBuilder::<$db>::new(opening(&mut begin,
                         "UPDATE conversations SET state = v.column2, epoch = v.column3, contact = v.column4, account = v.column5, \
                          page = COALESCE(v.column6, conversations.page), turn_count = conversations.turn_count + 1, updated_at = v.column7 \
                          FROM (",
-                    );
+                    ));
                     q.push_values(round.iter().map(|i| &batch[*i].0), |mut b, t| {
                         b.push_bind(t.conversation_id.clone())
                             .push_bind(t.state.clone())
@@ -1451,6 +1551,7 @@ store_impl!(
     // after the group writer committed (SQLITE_BUSY_SNAPSHOT) instead of waiting its turn.
     "BEGIN IMMEDIATE",
     "UPDATE timers SET lease_ms = $1 WHERE id IN (SELECT id FROM timers WHERE fired_ms IS NULL AND due_ms <= $2 AND (lease_ms IS NULL OR lease_ms < $2) ORDER BY due_ms LIMIT $3) RETURNING id, kind, subject, due_ms",
+    true,
     true
 );
 store_impl!(
@@ -1459,5 +1560,6 @@ store_impl!(
     "migrations/postgres",
     "BEGIN",
     "UPDATE timers SET lease_ms = $1 WHERE id IN (SELECT id FROM timers WHERE fired_ms IS NULL AND due_ms <= $2 AND (lease_ms IS NULL OR lease_ms < $2) ORDER BY due_ms LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING id, kind, subject, due_ms",
+    false,
     false
 );

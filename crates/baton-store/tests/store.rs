@@ -220,6 +220,58 @@ async fn a_retried_request_is_stored_once(s: &impl Store) {
     assert_eq!(s.idempotent("c3", "key-2").await.expect("load"), None);
 }
 
+/// Keyed entries committed together (one group looks up all its keys at once): the retries
+/// replay the stored answers, the new keys are stored, and nothing is stored twice.
+async fn keyed_entries_in_a_group_replay_one_by_one<S: Store + Clone>(s: &S) {
+    let keyed = |i: usize| {
+        let mut t = turn(&format!("k{i}"), 0, 0, "bot", &format!("message {i}"));
+        t.idempotency = Some((
+            format!("key-{i}"),
+            format!("hash-{i}"),
+            format!(r#"{{"n":{i}}}"#),
+        ));
+        t
+    };
+    // The even ones are stored first; then all forty arrive at once.
+    for i in (0..40).step_by(2) {
+        assert_eq!(
+            s.commit(&keyed(i)).await.expect("commit"),
+            Commit::Done { seq: 0 }
+        );
+    }
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move { (i, s.commit(&keyed(i)).await) }));
+    }
+    for t in tasks {
+        let (i, outcome) = t.await.expect("task");
+        let expected = if i % 2 == 0 {
+            Commit::Replay {
+                request_hash: format!("hash-{i}"),
+                response: format!(r#"{{"n":{i}}}"#),
+            }
+        } else {
+            Commit::Done { seq: 0 }
+        };
+        assert_eq!(outcome.expect("commit"), expected, "entry {i}");
+    }
+    for i in 0..40 {
+        let c = s
+            .conversation(&format!("k{i}"), Detail::Full)
+            .await
+            .expect("load")
+            .expect("exists");
+        assert_eq!(c.turns.len(), 1, "conversation k{i}");
+        assert_eq!(
+            s.idempotent(&format!("k{i}"), &format!("key-{i}"))
+                .await
+                .expect("load"),
+            Some((format!("hash-{i}"), format!(r#"{{"n":{i}}}"#)))
+        );
+    }
+}
+
 async fn concurrent_turns_get_distinct_sequence_numbers<S: Store + Clone>(s: &S) {
     let mut tasks = Vec::new();
     for i in 0..16 {
@@ -554,6 +606,7 @@ mod both_backends {
     story!(first_turn_creates_the_conversation);
     story!(a_stale_epoch_conflicts_and_stores_nothing);
     story!(a_retried_request_is_stored_once);
+    story!(keyed_entries_in_a_group_replay_one_by_one);
     story!(concurrent_turns_get_distinct_sequence_numbers);
     story!(api_keys_are_found_by_hash);
     story!(a_stale_view_is_refused);
