@@ -149,38 +149,122 @@ struct RouterState {
     members_key: String,
     /// Recent accept times (ms), for the ETA.
     accept_times: Vec<i64>,
-    /// Queue id → `(priority, created)` of the handoffs queued at it: built when needed,
-    /// dropped whenever `open` changes (counting them by scanning every open handoff for each
-    /// new one made routing quadratic).
-    waiting: Option<std::collections::HashMap<String, Vec<(i64, i64)>>>,
+    /// The handoffs queued at each queue, in the order they are offered: built when first
+    /// needed for a policy, then kept up to date as handoffs change (rebuilding it for every
+    /// new handoff, or counting by scanning every open handoff, made routing quadratic).
+    waiting: Option<Waiting>,
+}
+
+/// Handoffs queued per queue, most urgent then oldest first, for one policy.
+#[derive(Default)]
+struct Waiting {
+    policy: String,
+    by_queue: std::collections::HashMap<String, std::collections::BTreeSet<WaitKey>>,
+    /// Handoff id → the queue and key it is filed under.
+    filed: std::collections::HashMap<String, (String, WaitKey)>,
+    /// Handoffs changed since the index was last brought up to date.
+    dirty: Vec<String>,
+}
+
+/// Higher priority first, then older, then by id (for a total order).
+type WaitKey = (std::cmp::Reverse<i64>, i64, String);
+
+fn wait_key(o: &Open) -> WaitKey {
+    (
+        std::cmp::Reverse(o.doc.priority),
+        o.doc.created_ms,
+        o.id.clone(),
+    )
+}
+
+impl Waiting {
+    fn file(&mut self, routing: &Routing, o: &Open) {
+        if o.state != "queued" {
+            return;
+        }
+        if let Some(q) = current_queue(routing, o) {
+            let key = wait_key(o);
+            self.by_queue
+                .entry(q.to_string())
+                .or_default()
+                .insert(key.clone());
+            self.filed.insert(o.id.clone(), (q.to_string(), key));
+        }
+    }
+
+    fn unfile(&mut self, id: &str) {
+        if let Some((q, key)) = self.filed.remove(id)
+            && let Some(set) = self.by_queue.get_mut(&q)
+        {
+            set.remove(&key);
+        }
+    }
 }
 
 impl RouterState {
     fn put(&mut self, id: String, o: Open) {
-        self.waiting = None;
+        if let Some(w) = &mut self.waiting {
+            w.dirty.push(id.clone());
+        }
         self.open.insert(id, o);
     }
 
     fn take(&mut self, id: &str) {
-        self.waiting = None;
+        if let Some(w) = &mut self.waiting {
+            w.dirty.push(id.to_string());
+        }
         self.open.remove(id);
     }
 
-    /// The handoffs queued at `queue`.
-    fn waiting_at(&mut self, routing: &Routing, queue: &str) -> &[(i64, i64)] {
-        let open = &self.open;
-        let w = self.waiting.get_or_insert_with(|| {
-            let mut m: std::collections::HashMap<String, Vec<(i64, i64)>> = Default::default();
-            for o in open.values().filter(|o| o.state == "queued") {
-                if let Some(q) = current_queue(routing, o) {
-                    m.entry(q.to_string())
-                        .or_default()
-                        .push((o.doc.priority, o.doc.created_ms));
-                }
+    /// The waiting index, up to date for `policy`.
+    fn waiting(&mut self, policy: &Policy) -> &Waiting {
+        if self
+            .waiting
+            .as_ref()
+            .is_none_or(|w| w.policy != policy.hash)
+        {
+            let mut w = Waiting {
+                policy: policy.hash.clone(),
+                ..Waiting::default()
+            };
+            for o in self.open.values() {
+                w.file(&policy.routing, o);
             }
-            m
-        });
-        w.get(queue).map_or(&[], Vec::as_slice)
+            self.waiting = Some(w);
+        }
+        let open = &self.open;
+        let Some(w) = self.waiting.as_mut() else {
+            unreachable!("the index was just built")
+        };
+        for id in std::mem::take(&mut w.dirty) {
+            w.unfile(&id);
+            if let Some(o) = open.get(&id) {
+                w.file(&policy.routing, o);
+            }
+        }
+        w
+    }
+
+    /// How many handoffs are queued at `queue`.
+    fn waiting_count(&mut self, policy: &Policy, queue: &str) -> usize {
+        self.waiting(policy)
+            .by_queue
+            .get(queue)
+            .map_or(0, std::collections::BTreeSet::len)
+    }
+
+    /// How many handoffs queued at `queue` come before `o` (more urgent, or as urgent and
+    /// older).
+    fn waiting_ahead(&mut self, policy: &Policy, queue: &str, o: &Open) -> usize {
+        let own = (
+            std::cmp::Reverse(o.doc.priority),
+            o.doc.created_ms,
+            String::new(),
+        );
+        self.waiting(policy)
+            .by_queue
+            .get(queue)
+            .map_or(0, |set| set.range(..own).count())
     }
 }
 
@@ -645,7 +729,7 @@ impl<S: Store> App<S> {
             if let Some(skip) = &target.skip_if {
                 refresh_members(st, policy);
                 let available = self.available(st, policy, &queue.id, o, at);
-                let waiting = st.waiting_at(routing, &queue.id).len();
+                let waiting = st.waiting_count(policy, &queue.id);
                 let skip_now = policy
                     .routing_compiler
                     .scope(
@@ -866,12 +950,7 @@ impl<S: Store> App<S> {
             })
             .map(|(r, _)| r.rep().capacity.saturating_sub(r.load) as usize)
             .sum();
-        let own = (o.doc.priority, -o.doc.created_ms);
-        let ahead = st
-            .waiting_at(&policy.routing, queue)
-            .iter()
-            .filter(|(p, c)| (*p, -*c) > own)
-            .count();
+        let ahead = st.waiting_ahead(policy, queue, o);
         let mean = (!st.accept_times.is_empty()).then(|| {
             SignedDuration::from_millis(
                 st.accept_times.iter().sum::<i64>() / st.accept_times.len() as i64,
