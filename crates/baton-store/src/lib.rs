@@ -734,98 +734,124 @@ macro_rules! store_impl {
                 tx: &mut <$db as sqlx::Database>::Connection,
                 c: &RoutingChange,
             ) -> Result<Applied, sqlx::Error> {
+                // On SQLite every statement of the step goes in one query, one trip to
+                // SQLite's thread. The compare-and-sets answer through `RETURNING` instead of
+                // stopping the step: a conversation whose epoch moved returns no row, and the
+                // step is then refused (its savepoint rolled back by the caller).
+                let mut queries = Statements::<$db>::new($few_trips);
                 for s in &c.conversations {
-                    let done = sqlx::query("UPDATE conversations SET state = $1, epoch = $2, updated_at = $3 WHERE id = $4 AND epoch = $5")
-                        .bind(&s.state)
-                        .bind(s.epoch)
-                        .bind(&c.at)
-                        .bind(&s.conversation_id)
-                        .bind(s.expected_epoch)
-                        .execute(&mut *tx)
-                        .await?;
-                    if done.rows_affected() != 1 {
-                        return Ok(Applied::Conflict);
-                    }
+                    let q = queries.next("UPDATE conversations SET state = ");
+                    q.push_bind(s.state.clone())
+                        .push(", epoch = ")
+                        .push_bind(s.epoch)
+                        .push(", updated_at = ")
+                        .push_bind(c.at.clone())
+                        .push(" WHERE id = ")
+                        .push_bind(s.conversation_id.clone())
+                        .push(" AND epoch = ")
+                        .push_bind(s.expected_epoch)
+                        .push(" RETURNING CAST('conversation' AS TEXT), CAST(0 AS BIGINT)");
                 }
                 for h in &c.handoffs {
-                    sqlx::query("UPDATE handoffs SET state = $1, routing = $2, updated_at = $3, eta_promised = $4, eta_kept = $5 WHERE id = $6")
-                        .bind(&h.state)
-                        .bind(&h.routing)
-                        .bind(&c.at)
-                        .bind(h.eta_promised)
-                        .bind(h.eta_kept.map(i32::from))
-                        .bind(&h.id)
-                        .execute(&mut *tx)
-                        .await?;
+                    let q = queries.next("UPDATE handoffs SET state = ");
+                    q.push_bind(h.state.clone())
+                        .push(", routing = ")
+                        .push_bind(h.routing.clone())
+                        .push(", updated_at = ")
+                        .push_bind(c.at.clone())
+                        .push(", eta_promised = ")
+                        .push_bind(h.eta_promised)
+                        .push(", eta_kept = ")
+                        .push_bind(h.eta_kept.map(i32::from))
+                        .push(" WHERE id = ")
+                        .push_bind(h.id.clone());
                 }
+                // One statement per offer, in order: an offer answered and the next one made
+                // in the same step must not meet in one statement (the pending one is unique).
                 for o in &c.offers {
-                    let r = sqlx::query(
-                        "INSERT INTO offers (id, handoff_id, rep_id, queue, state, offered_ms, answered_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                         ON CONFLICT (id) DO UPDATE SET state = excluded.state, answered_ms = excluded.answered_ms",
-                    )
-                    .bind(&o.id)
-                    .bind(&o.handoff_id)
-                    .bind(&o.rep_id)
-                    .bind(&o.queue)
-                    .bind(&o.state)
-                    .bind(o.offered_ms)
-                    .bind(o.answered_ms)
-                    .execute(&mut *tx)
-                    .await;
-                    match r {
-                        Ok(_) => {}
+                    let q = queries.next("INSERT INTO offers (id, handoff_id, rep_id, queue, state, offered_ms, answered_ms) ");
+                    q.push_values([o], |mut b, o| {
+                        b.push_bind(o.id.clone())
+                            .push_bind(o.handoff_id.clone())
+                            .push_bind(o.rep_id.clone())
+                            .push_bind(o.queue.clone())
+                            .push_bind(o.state.clone())
+                            .push_bind(o.offered_ms)
+                            .push_bind(o.answered_ms);
+                    });
+                    q.push(" ON CONFLICT (id) DO UPDATE SET state = excluded.state, answered_ms = excluded.answered_ms");
+                }
+                for (id, presence, missed) in &c.reps {
+                    let q = queries.next("UPDATE reps SET presence = ");
+                    q.push_bind(presence.clone())
+                        .push(", missed = ")
+                        .push_bind(*missed)
+                        .push(", updated_at = ")
+                        .push_bind(c.at.clone())
+                        .push(" WHERE id = ")
+                        .push_bind(id.clone());
+                }
+                for subject in &c.cancel_timers {
+                    let q = queries.next("UPDATE timers SET fired_ms = -1 WHERE subject = ");
+                    q.push_bind(subject.clone()).push(" AND fired_ms IS NULL");
+                }
+                if !c.timers.is_empty() {
+                    let q = queries.next("INSERT INTO timers (id, kind, subject, due_ms) ");
+                    q.push_values(&c.timers, |mut b, t| {
+                        b.push_bind(t.id.clone())
+                            .push_bind(t.kind.clone())
+                            .push_bind(t.subject.clone())
+                            .push_bind(t.due_ms);
+                    });
+                }
+                if !c.meetings.is_empty() {
+                    let q = queries.next("INSERT INTO meetings (id, handoff_id, rep_id, starts_ms, ends_ms, created_at) ");
+                    q.push_values(&c.meetings, |mut b, m| {
+                        b.push_bind(m.id.clone())
+                            .push_bind(m.handoff_id.clone())
+                            .push_bind(m.rep_id.clone())
+                            .push_bind(m.starts_ms)
+                            .push_bind(m.ends_ms)
+                            .push_bind(m.created_at.clone());
+                    });
+                }
+                // One statement per event, so that each one's sequence number comes back in
+                // order.
+                for (stream, kind, data) in &c.events {
+                    let q = queries.next("INSERT INTO stream_events (stream, kind, data, at) VALUES (");
+                    q.push_bind(stream.clone())
+                        .push(", ")
+                        .push_bind(kind.clone())
+                        .push(", ")
+                        .push_bind(data.clone())
+                        .push(", ")
+                        .push_bind(c.at.clone())
+                        .push(") RETURNING CAST('event' AS TEXT), seq");
+                }
+                let mut claimed = 0;
+                let mut events = Vec::with_capacity(c.events.len());
+                for mut q in queries.queries {
+                    let rows = match q.build_query_as::<(String, i64)>().fetch_all(&mut *tx).await {
+                        Ok(rows) => rows,
                         // A second pending offer for the handoff: the unique index refuses it.
-                        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                        Err(sqlx::Error::Database(e))
+                            if e.is_unique_violation()
+                                && (e.constraint() == Some("offers_one_pending")
+                                    || e.message().contains("offers.handoff_id")) =>
+                        {
                             return Ok(Applied::Conflict);
                         }
                         Err(e) => return Err(e),
+                    };
+                    for (what, value) in rows {
+                        match what.as_str() {
+                            "conversation" => claimed += 1,
+                            _ => events.push(value),
+                        }
                     }
                 }
-                for (id, presence, missed) in &c.reps {
-                    sqlx::query("UPDATE reps SET presence = $1, missed = $2, updated_at = $3 WHERE id = $4")
-                        .bind(presence)
-                        .bind(missed)
-                        .bind(&c.at)
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                for subject in &c.cancel_timers {
-                    sqlx::query("UPDATE timers SET fired_ms = -1 WHERE subject = $1 AND fired_ms IS NULL")
-                        .bind(subject)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                for t in &c.timers {
-                    sqlx::query("INSERT INTO timers (id, kind, subject, due_ms) VALUES ($1, $2, $3, $4)")
-                        .bind(&t.id)
-                        .bind(&t.kind)
-                        .bind(&t.subject)
-                        .bind(t.due_ms)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                for m in &c.meetings {
-                    sqlx::query("INSERT INTO meetings (id, handoff_id, rep_id, starts_ms, ends_ms, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
-                        .bind(&m.id)
-                        .bind(&m.handoff_id)
-                        .bind(&m.rep_id)
-                        .bind(m.starts_ms)
-                        .bind(m.ends_ms)
-                        .bind(&m.created_at)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                let mut events = Vec::with_capacity(c.events.len());
-                for (stream, kind, data) in &c.events {
-                    let (seq,) = sqlx::query_as::<_, (i64,)>("INSERT INTO stream_events (stream, kind, data, at) VALUES ($1, $2, $3, $4) RETURNING seq")
-                        .bind(stream)
-                        .bind(kind)
-                        .bind(data)
-                        .bind(&c.at)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    events.push(seq);
+                if claimed != c.conversations.len() {
+                    return Ok(Applied::Conflict);
                 }
                 Ok(Applied::Done { events })
             }
