@@ -728,16 +728,15 @@ macro_rules! store_impl {
                 Ok((outcomes.into_iter().map(Ok).collect(), wrote))
             }
 
-            /// One router step on `tx`, all or nothing: on a conflict it returns before writing
-            /// the rest, and the caller rolls its savepoint back.
+            /// One router step on `tx`, all or nothing: on a conflict it answers
+            /// `Applied::Conflict` and the caller rolls the step's savepoint back. On SQLite
+            /// every statement of the step goes in one query, one trip to SQLite's thread, so
+            /// the compare-and-sets answer through `RETURNING` instead of stopping the step: a
+            /// conversation whose epoch moved returns no row.
             async fn apply_on(
                 tx: &mut <$db as sqlx::Database>::Connection,
                 c: &RoutingChange,
             ) -> Result<Applied, sqlx::Error> {
-                // On SQLite every statement of the step goes in one query, one trip to
-                // SQLite's thread. The compare-and-sets answer through `RETURNING` instead of
-                // stopping the step: a conversation whose epoch moved returns no row, and the
-                // step is then refused (its savepoint rolled back by the caller).
                 let mut queries = Statements::<$db>::new($few_trips);
                 for s in &c.conversations {
                     let q = queries.next("UPDATE conversations SET state = ");
