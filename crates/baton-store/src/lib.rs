@@ -455,6 +455,84 @@ pub const MAX_BATCH: usize = 256;
 /// (up to 100 ms a try), which showed as 600 ms stalls in the routing load test.
 type SharedConn<DB> = std::sync::Arc<tokio::sync::Mutex<Option<sqlx::pool::PoolConnection<DB>>>>;
 
+/// How many WAL frames (pages) may pile up before the writer waits for the checkpointer to
+/// catch up, so that its next transaction starts the WAL again from the beginning (16 MB).
+const WAL_FRAMES: i64 = 4_000;
+
+/// Copies SQLite's write-ahead log into the database file on a connection of its own, beside
+/// the writer. SQLite's own automatic checkpoint runs inside the commit that crosses its
+/// threshold, so that group (and every turn waiting behind it) waited for a thousand pages to
+/// be copied and the database file to be synced: most of the slowest turns. Here the writer
+/// wakes the checkpointer after each group and goes on; the checkpointer copies what the
+/// groups since its last pass wrote. SQLite starts the WAL from the beginning only when a
+/// write begins with every frame copied, which never happens while groups follow each other
+/// closely, so once the WAL holds [`WAL_FRAMES`] frames the writer waits, between two
+/// groups, for one pass that copies the little written since the last.
+#[derive(Clone)]
+struct Checkpointer {
+    wake: std::sync::Arc<tokio::sync::Notify>,
+    /// Frames in the WAL at the last pass.
+    frames: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    catch_up: tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Checkpointer {
+    fn start(mut conn: sqlx::SqliteConnection) -> Checkpointer {
+        let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+        let frames = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let (catch_up, mut requests) =
+            tokio::sync::mpsc::channel::<tokio::sync::oneshot::Sender<()>>(1);
+        let c = Checkpointer {
+            wake: wake.clone(),
+            frames: frames.clone(),
+            catch_up,
+        };
+        tokio::spawn(async move {
+            loop {
+                let waiting = tokio::select! {
+                    () = wake.notified() => None,
+                    r = requests.recv() => match r {
+                        Some(r) => Some(r),
+                        // The store was dropped.
+                        None => break,
+                    },
+                };
+                // (busy, frames in the WAL, frames copied); a failed pass is tried again at
+                // the next wake.
+                let pass: Result<(i64, i64, i64), _> =
+                    sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+                        .fetch_one(&mut conn)
+                        .await;
+                match (waiting, pass) {
+                    (Some(reply), _) => {
+                        // The next group starts the WAL again (or, if the pass failed, the
+                        // writer asks again after WAL_FRAMES more).
+                        frames.store(0, std::sync::atomic::Ordering::Relaxed);
+                        let _ = reply.send(());
+                    }
+                    (None, Ok((_, log, _))) => {
+                        frames.store(log, std::sync::atomic::Ordering::Relaxed)
+                    }
+                    (None, Err(_)) => {}
+                }
+            }
+        });
+        c
+    }
+
+    /// After a committed group: wake the checkpointer, and wait for it to catch up when the
+    /// WAL has grown past [`WAL_FRAMES`].
+    async fn after_group(&self) {
+        self.wake.notify_one();
+        if self.frames.load(std::sync::atomic::Ordering::Relaxed) > WAL_FRAMES {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if self.catch_up.send(tx).await.is_ok() {
+                let _ = rx.await;
+            }
+        }
+    }
+}
+
 /// A connection to write on: the shared one, or one of the pool's.
 enum WriteConn<'a, DB: sqlx::Database> {
     Shared(tokio::sync::MutexGuard<'a, Option<sqlx::pool::PoolConnection<DB>>>),
@@ -566,7 +644,12 @@ macro_rules! store_impl {
             /// commit: one sync to disk for the lot), and answers each only once the
             /// transaction is durable. An entry that conflicts writes nothing and leaves the
             /// others alone; if the group fails, the entries are committed one by one.
-            async fn writer(pool: sqlx::Pool<$db>, conn: SharedConn<$db>, mut rx: tokio::sync::mpsc::Receiver<Work>) {
+            async fn writer(
+                pool: sqlx::Pool<$db>,
+                conn: SharedConn<$db>,
+                mut rx: tokio::sync::mpsc::Receiver<Work>,
+                checkpointer: Option<Checkpointer>,
+            ) {
                 let mut work: Vec<Work> = Vec::with_capacity(MAX_BATCH);
                 let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
                 let mut routes: Vec<RoutingJob> = Vec::new();
@@ -622,6 +705,9 @@ macro_rules! store_impl {
                     }
                     for ((_, reply), outcome) in routes.drain(..).zip(applied) {
                         let _ = reply.send(outcome);
+                    }
+                    if let Some(c) = &checkpointer {
+                        c.after_group().await;
                     }
                 }
             }
@@ -1527,14 +1613,25 @@ impl SqliteStore {
             .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
             .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(std::time::Duration::from_secs(10));
+            .busy_timeout(std::time::Duration::from_secs(10))
+            // The checkpointer copies the WAL into the database file, not the commits.
+            .pragma("wal_autocheckpoint", "0");
         let pool = sqlx::sqlite::SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
+        let checkpointer = {
+            use sqlx::ConnectOptions as _;
+            Checkpointer::start(options.connect().await?)
+        };
         let (writer, rx) = tokio::sync::mpsc::channel(4 * MAX_BATCH);
         let conn = SharedConn::default();
-        tokio::spawn(SqliteStore::writer(pool.clone(), conn.clone(), rx));
+        tokio::spawn(SqliteStore::writer(
+            pool.clone(),
+            conn.clone(),
+            rx,
+            Some(checkpointer),
+        ));
         Ok(SqliteStore { pool, writer, conn })
     }
 }
@@ -1558,7 +1655,7 @@ impl PgStore {
             .await?;
         let (writer, rx) = tokio::sync::mpsc::channel(4 * MAX_BATCH);
         let conn = SharedConn::default();
-        tokio::spawn(PgStore::writer(pool.clone(), conn.clone(), rx));
+        tokio::spawn(PgStore::writer(pool.clone(), conn.clone(), rx, None));
         Ok(PgStore { pool, writer, conn })
     }
 
