@@ -307,6 +307,34 @@ async fn commit<S: Store>(
     }
 }
 
+/// A router step moved a conversation's owner (it adds no entry, so only the state and the
+/// epoch change): the cached view follows if it was at the epoch the step expected, and is
+/// forgotten (reloaded at its next use) otherwise. Reloading after every router step made a
+/// conversation waiting for a rep detect all its past turns again at its next turn.
+pub(crate) fn owner_moved<S: Store>(
+    app: &App<S>,
+    id: &str,
+    expected_epoch: i64,
+    state: &str,
+    epoch: i64,
+) {
+    let Some(k) = app.conversations.get(id) else {
+        return;
+    };
+    match Owner::parse(state) {
+        Some(s) if k.view.epoch as i64 == expected_epoch && epoch >= 0 => {
+            let mut k = take_known(app, id, k);
+            k.view.state = s;
+            k.view.epoch = epoch as u64;
+            app.conversations
+                .insert(id.to_string(), std::sync::Arc::new(k));
+        }
+        _ => {
+            app.conversations.remove(id);
+        }
+    }
+}
+
 /// Takes the cached conversation to change it: the cache's copy is dropped first, so that
 /// ours is usually the only one left and is reused rather than copied.
 fn take_known<S: Store>(app: &App<S>, id: &str, known: std::sync::Arc<Known>) -> Known {
@@ -476,7 +504,13 @@ pub(crate) async fn post_turn<S: Store>(
         let started = std::time::Instant::now();
         let decided = decide(&engine.policy, &engine.detector, &view, &turn, at);
         app.metrics.decide_seconds(started.elapsed());
-        let mut decision = decided.map_err(conflict)?;
+        let mut decision = match decided {
+            Ok(d) => d,
+            // The cached view may be behind the store (another node or the router moved
+            // the owner): a conflict is answered only on a view fresh from the store.
+            Err(DecideError::Conflict { .. }) if attempt == 0 => continue,
+            Err(e) => return Err(conflict(e)),
+        };
         let handoff_id = decision
             .brief
             .is_some()
@@ -889,7 +923,11 @@ pub(crate) async fn post_handoff<S: Store>(
         let started = std::time::Instant::now();
         let decided = decide_handoff(&engine.policy, &engine.detector, &known.view, &request, at);
         app.metrics.decide_seconds(started.elapsed());
-        let decision = decided.map_err(conflict)?;
+        let decision = match decided {
+            Ok(d) => d,
+            Err(DecideError::Conflict { .. }) if attempt == 0 => continue,
+            Err(e) => return Err(conflict(e)),
+        };
         let handoff_id = decision
             .brief
             .is_some()

@@ -307,7 +307,6 @@ fn new_id() -> String {
 /// What a step of the router stores, and whom to tell.
 struct Step {
     change: RoutingChange,
-    touched_conversations: Vec<String>,
 }
 
 impl Step {
@@ -317,7 +316,6 @@ impl Step {
                 at: rfc3339(at_ms),
                 ..RoutingChange::default()
             },
-            touched_conversations: Vec::new(),
         }
     }
 
@@ -348,8 +346,6 @@ impl Step {
             }),
         }
         o.doc.epoch += 1;
-        self.touched_conversations
-            .push(o.doc.conversation_id.clone());
         let stream = format!("conversation:{}", o.doc.conversation_id);
         self.event(
             stream,
@@ -382,13 +378,19 @@ fn trace(o: &mut Open, at_ms: i64, step: &str, detail: serde_json::Value) {
 }
 
 impl<S: Store> App<S> {
-    /// Stores a router step; on success pushes its stream events and forgets the cached
-    /// conversation whose owner changed.
+    /// Stores a router step; on success pushes its stream events and moves the owner of the
+    /// cached conversations it changed.
     async fn store_step(&self, step: Step) -> Result<bool, ApiError> {
         match self.store.apply(&step.change).await? {
             Applied::Done { events } => {
-                for c in &step.touched_conversations {
-                    self.conversations.remove(c);
+                for c in &step.change.conversations {
+                    crate::conversations::owner_moved(
+                        self,
+                        &c.conversation_id,
+                        c.expected_epoch,
+                        &c.state,
+                        c.epoch,
+                    );
                 }
                 for (seq, (stream, kind, data)) in events.into_iter().zip(step.change.events) {
                     let _ = self.router.events.send(Pushed {

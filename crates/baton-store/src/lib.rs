@@ -459,12 +459,16 @@ type SharedConn<DB> = std::sync::Arc<tokio::sync::Mutex<Option<sqlx::pool::PoolC
 /// catch up, so that its next transaction starts the WAL again from the beginning (16 MB).
 const WAL_FRAMES: i64 = 4_000;
 
+/// The least time between two passes of the checkpointer: each pass sorts the index of the
+/// whole WAL, so a pass after every small group cost more than the copying.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Copies SQLite's write-ahead log into the database file on a connection of its own, beside
 /// the writer. SQLite's own automatic checkpoint runs inside the commit that crosses its
 /// threshold, so that group (and every turn waiting behind it) waited for a thousand pages to
 /// be copied and the database file to be synced: most of the slowest turns. Here the writer
-/// wakes the checkpointer after each group and goes on; the checkpointer copies what the
-/// groups since its last pass wrote. SQLite starts the WAL from the beginning only when a
+/// wakes the checkpointer after each group and goes on; the checkpointer copies, at most
+/// every [`CHECKPOINT_EVERY`], what the groups since its last pass wrote. SQLite starts the WAL from the beginning only when a
 /// write begins with every frame copied, which never happens while groups follow each other
 /// closely, so once the WAL holds [`WAL_FRAMES`] frames the writer waits, between two
 /// groups, for one pass that copies the little written since the last.
@@ -490,7 +494,10 @@ impl Checkpointer {
         tokio::spawn(async move {
             loop {
                 let waiting = tokio::select! {
-                    () = wake.notified() => None,
+                    () = async {
+                        wake.notified().await;
+                        tokio::time::sleep(CHECKPOINT_EVERY).await;
+                    } => None,
                     r = requests.recv() => match r {
                         Some(r) => Some(r),
                         // The store was dropped.
