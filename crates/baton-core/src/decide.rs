@@ -12,7 +12,7 @@ use baton_detect::{Authority, Detector, Role, Signals, Turn};
 use jiff::Timestamp;
 
 use crate::brief::{Brief, build_brief};
-use crate::expr::{Val, val};
+use crate::expr::{Layered, Shared, Val, val};
 use crate::policy::{Action, Policy};
 
 /// Who owns the conversation (SPEC §2).
@@ -348,7 +348,9 @@ impl fmt::Display for DecideError {
 impl std::error::Error for DecideError {}
 
 /// `lead`: the qualification facts, the criteria so far and the score so far.
-fn lead_value(sig: &Signals, score: f64, criteria: &[(String, bool)]) -> Val {
+/// `lead` without its score, which [`Layered::bind_double`] adds: scoring reads `lead` with
+/// a score of 0, triggers with the score scoring gave.
+fn lead_value(sig: &Signals, criteria: &[(String, bool)]) -> Shared {
     let q = &sig.qualification;
     let budget = val::object(vec![
         ("known", val::bool(q.budget.is_some())),
@@ -375,8 +377,7 @@ fn lead_value(sig: &Signals, score: f64, criteria: &[(String, bool)]) -> Val {
             .map(|(k, v)| (k.as_str(), val::bool(*v)))
             .collect(),
     );
-    val::object(vec![
-        ("score", val::double(score)),
+    crate::expr::shared(vec![
         ("budget", budget),
         ("timeline", timeline),
         ("authority", val::string(q.authority.as_str())),
@@ -476,7 +477,10 @@ fn context(
     ]);
     vec![
         ("signals".into(), signals),
-        ("lead".into(), lead_value(sig, score, criteria)),
+        (
+            "lead".into(),
+            Layered::bind_double(&lead_value(sig, criteria), "score", score),
+        ),
         ("conversation".into(), conversation),
         ("contact".into(), contact),
         ("account".into(), account),
@@ -874,14 +878,15 @@ fn lead_stages(
         });
         criteria.push((c.name.clone(), met.unwrap_or(false)));
     }
-    sc.set("lead", lead_value(signals, 0.0, &criteria));
+    let lead = lead_value(signals, &criteria);
+    sc.set("lead", Layered::bind_double(&lead, "score", 0.0));
     let mut score = 0.0;
     for r in &policy.scoring {
         if sc.eval_bool(&r.when).unwrap_or(false) {
             score += r.points;
         }
     }
-    sc.set("lead", lead_value(signals, score, &criteria));
+    sc.set("lead", Layered::bind_double(&lead, "score", score));
     (evals, score)
 }
 

@@ -885,6 +885,10 @@ pub fn slots(
     horizon: SignedDuration,
 ) -> Vec<(Timestamp, usize)> {
     let mut out = Vec::new();
+    if reps.is_empty() || count == 0 {
+        // Nobody to meet: not 672 half hours to look through for nothing.
+        return out;
+    }
     // Slots start on the next whole half hour.
     let step = SignedDuration::from_mins(30);
     let secs = from.as_second();

@@ -1085,6 +1085,9 @@ fn slots_for(
 /// The reps a meeting about this handoff may be booked with: members of its route's queues
 /// whose `match` suits it (indexes into `st.reps`).
 fn meeting_reps(st: &RouterState, policy: &Policy, o: &Open, at: i64) -> Vec<usize> {
+    if st.reps.is_empty() {
+        return Vec::new();
+    }
     let routing = &policy.routing;
     let scope = policy.routing_compiler.scope(
         [("handoff".to_string(), o.doc.facts.value())],
