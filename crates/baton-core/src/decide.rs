@@ -834,7 +834,25 @@ fn evaluate(
         decision.trigger = Some(t.id.clone());
         decision.reason = Some(t.reason.clone());
         decision.priority = Some(t.priority);
-        let (outcome, state, key) = match t.action {
+        // A meeting or a follow-up is already pending because nobody could take the
+        // conversation live, and still nobody can: the visitor is told again what happens
+        // next, and no second handoff is created (the router would only fall back again).
+        let pending_fallback = t.action == Action::Handoff
+            && matches!(view.state, State::Scheduled | State::FollowUp)
+            && !policy.calendar_open(&policy.routing.hours, now);
+        let action = if pending_fallback {
+            decision.triggers[i].note = Some(format!(
+                "out of live hours with a {} pending: no second handoff",
+                view.state.as_str()
+            ));
+            match policy.routing.after_hours {
+                crate::routing::Fallback::Schedule => Action::Schedule,
+                crate::routing::Fallback::FollowUp => Action::FollowUp,
+            }
+        } else {
+            t.action
+        };
+        let (outcome, state, key) = match action {
             Action::Handoff => (Outcome::Handoff, State::Queued, Some("handoff")),
             Action::Schedule => (Outcome::Schedule, State::Scheduled, Some("schedule")),
             Action::FollowUp => (Outcome::FollowUp, State::FollowUp, Some("follow_up")),

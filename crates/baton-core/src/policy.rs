@@ -415,6 +415,14 @@ pub fn content_hash(bytes: &[u8]) -> String {
 }
 
 impl Policy {
+    /// Whether the calendar `name` is open at `at`; no calendar (or an unknown one, which
+    /// validation refuses) is always open.
+    pub fn calendar_open(&self, name: &Option<String>, at: jiff::Timestamp) -> bool {
+        name.as_ref()
+            .and_then(|n| self.calendars.get(n))
+            .is_none_or(|c| c.is_open(at))
+    }
+
     /// The detectors this policy asks for (its `[detectors]` section).
     pub fn detector(&self) -> Result<baton_detect::Detector, String> {
         let mut config = baton_detect::DetectorConfig::default();

@@ -330,6 +330,54 @@ fn writing_again_while_a_meeting_is_pending_creates_nothing_new() {
     assert!(again.brief.is_none(), "a second handoff was created");
 }
 
+/// The router fell back to a meeting because nobody could take the conversation live. While
+/// live hours stay closed, a trigger that asks for a live handoff tells the visitor again
+/// about the meeting and creates no second handoff; once they open, it hands off.
+#[test]
+fn a_pending_meeting_out_of_live_hours_is_not_handed_off_again() {
+    let saturday_night: Timestamp = "2026-11-22T03:00:00Z".parse().expect("ts");
+    let mut view = ConversationView::new();
+    for text in ["hello", "where do I find my invoices"] {
+        view.turns.push(PastTurn {
+            role: Role::User,
+            text: text.into(),
+            at: saturday_night - SignedDuration::from_mins(5),
+            signals: None,
+        });
+    }
+    view.state = State::Scheduled;
+    view.epoch = 2;
+    // The bot is failing (its last answer had low confidence): `bot_failing` hands off.
+    view.bot_confidence = Some(0.1);
+    let t = user("hmm ok");
+    let d = decide(&POLICY, &DETECTOR, &view, &t, saturday_night).expect("decision");
+    assert_eq!(
+        (d.action, d.state, d.epoch),
+        (Outcome::Schedule, State::Scheduled, 2)
+    );
+    assert!(d.brief.is_none(), "a second handoff was created");
+    assert_eq!(d.trigger.as_deref(), Some("bot_failing"));
+    let eval = d
+        .triggers
+        .iter()
+        .find(|e| e.id == "bot_failing")
+        .expect("evaluated");
+    assert!(eval.fired);
+    assert!(
+        eval.note
+            .as_deref()
+            .is_some_and(|n| n.contains("no second handoff"))
+    );
+    assert!(d.message.is_some());
+
+    let d = decide(&POLICY, &DETECTOR, &view, &t, monday_afternoon()).expect("decision");
+    assert_eq!(
+        (d.action, d.state, d.epoch),
+        (Outcome::Handoff, State::Queued, 3)
+    );
+    assert!(d.brief.is_some());
+}
+
 const SEGMENTED: &str = r#"
 version = 1
 [qualification]

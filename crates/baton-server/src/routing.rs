@@ -547,9 +547,7 @@ fn forget_members(st: &mut RouterState) {
 }
 
 fn calendar_open(policy: &Policy, name: &Option<String>, at: Timestamp) -> bool {
-    name.as_ref()
-        .and_then(|n| policy.calendars.get(n))
-        .is_none_or(|c| c.is_open(at))
+    policy.calendar_open(name, at)
 }
 
 /// Time after `from` at which `d` of SLA time has passed, in the queue's calendar if any.
