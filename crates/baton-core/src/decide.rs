@@ -615,6 +615,34 @@ pub fn decide_handoff(
     evaluate(policy, detector, view, &turn, true, now)
 }
 
+/// What is kept of a turn for later decisions ([`PastTurn::signals`]): a visitor turn's
+/// signals; of any other turn only its reading.
+pub fn signals_of(
+    detector: &Detector,
+    role: Role,
+    text: &str,
+    today: jiff::civil::Date,
+) -> Signals {
+    match role {
+        Role::User => detector.message(text, today),
+        _ => Signals {
+            reading: Some(detector.read(text)),
+            ..Signals::default()
+        },
+    }
+}
+
+/// Fills the signals of past turns that have none (a conversation loaded from the store), so
+/// that later decisions do not detect them again, each time, as [`decide`] would.
+pub fn fill_signals(detector: &Detector, view: &mut ConversationView, now: Timestamp) {
+    let today = now.to_zoned(jiff::tz::TimeZone::UTC).date();
+    for t in &mut view.turns {
+        if t.signals.is_none() {
+            t.signals = Some(signals_of(detector, t.role, &t.text, today));
+        }
+    }
+}
+
 /// The one decision procedure; `explicit` is a handoff request, whose text is not a message.
 fn evaluate(
     policy: &Policy,
@@ -665,15 +693,7 @@ fn evaluate(
             text: &turn.text,
         });
     }
-    // A visitor turn gets its signals; a bot turn only its reading, kept for later turns.
-    let turn_signals = match (turn.role, explicit) {
-        (_, true) => None,
-        (Role::User, false) => Some(detector.message(&turn.text, today)),
-        (_, false) => Some(Signals {
-            reading: Some(detector.read(&turn.text)),
-            ..Signals::default()
-        }),
-    };
+    let turn_signals = (!explicit).then(|| signals_of(detector, turn.role, &turn.text, today));
     let mut cached: Vec<Option<&Signals>> = view.turns.iter().map(|t| t.signals.as_ref()).collect();
     if !explicit {
         cached.push(turn_signals.as_ref());

@@ -330,6 +330,49 @@ fn writing_again_while_a_meeting_is_pending_creates_nothing_new() {
     assert!(again.brief.is_none(), "a second handoff was created");
 }
 
+/// A conversation loaded from the store has no per-turn signals: filling them once
+/// (`fill_signals`) gives the same decision as detecting them again at every turn.
+#[test]
+fn filled_signals_decide_as_detected_ones() {
+    let at = monday_afternoon();
+    let history = [
+        (
+            Role::User,
+            "hi, we're evaluating tools for our 80-person support team",
+        ),
+        (Role::Bot, "Great! What would you like to know?"),
+        (
+            Role::User,
+            "how much is the enterprise plan? budget is about $40k a year",
+        ),
+        (
+            Role::Bot,
+            "Sorry, I didn't understand that. Could you rephrase?",
+        ),
+        (Role::User, "how much is the enterprise plan"),
+    ];
+    let mut bare = ConversationView::new();
+    for (i, (role, text)) in history.iter().enumerate() {
+        bare.turns.push(PastTurn {
+            role: *role,
+            text: (*text).into(),
+            at: at - SignedDuration::from_mins(10 - i as i64),
+            signals: None,
+        });
+    }
+    let mut filled = bare.clone();
+    baton_core::decide::fill_signals(&DETECTOR, &mut filled, at);
+    assert!(filled.turns.iter().all(|t| t.signals.is_some()));
+    for t in [
+        user("I still can't find it, this is frustrating"),
+        bot("Let me check.", None),
+    ] {
+        let a = decide(&POLICY, &DETECTOR, &bare, &t, at).expect("decision");
+        let b = decide(&POLICY, &DETECTOR, &filled, &t, at).expect("decision");
+        assert_eq!(a, b);
+    }
+}
+
 /// The router fell back to a meeting because nobody could take the conversation live. While
 /// live hours stay closed, a trigger that asks for a live handoff tells the visitor again
 /// about the meeting and creates no second handoff; once they open, it hands off.

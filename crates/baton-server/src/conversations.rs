@@ -190,7 +190,12 @@ async fn known<S: Store>(
     let row = app.store.conversation(id, Detail::ForDecision).await?;
     let k = match row {
         Some(r) => Known {
-            view: view_of(&r),
+            view: {
+                // Once here, not at every later decision.
+                let mut view = view_of(&r);
+                baton_core::decide::fill_signals(&app.engine().detector, &mut view, now());
+                view
+            },
             count: r.turn_count,
             last_handoff: r.handoffs.last().map(|h| h.id.clone()),
         },
