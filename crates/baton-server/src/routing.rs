@@ -546,6 +546,24 @@ fn forget_members(st: &mut RouterState) {
     st.members_key.clear();
 }
 
+/// Whether this node's router state holds what a timer is about.
+fn knows(st: &RouterState, t: &TimerRow) -> bool {
+    match t.kind.as_str() {
+        ACCEPT => st
+            .open
+            .values()
+            .any(|o| o.doc.offer.as_deref() == Some(t.subject.as_str())),
+        PRESENCE => {
+            let rep = t.subject.trim_start_matches("presence#");
+            st.reps.iter().any(|r| r.id == rep)
+        }
+        _ => {
+            let id = t.subject.split('#').next().unwrap_or_default();
+            st.open.contains_key(id)
+        }
+    }
+}
+
 fn calendar_open(policy: &Policy, name: &Option<String>, at: Timestamp) -> bool {
     policy.calendar_open(name, at)
 }
@@ -1299,6 +1317,14 @@ impl<S: Store> App<S> {
     async fn fire(&self, t: &TimerRow) -> Result<(), ApiError> {
         let engine = self.engine();
         let mut st = self.router_state().await?;
+        if !knows(&st, t) {
+            // Another node may have made the handoff, the offer or the rep since this node
+            // read its state: read it again, so that the timer this node claimed (it fires
+            // once across nodes) still has its effect.
+            st.loaded = false;
+            drop(st);
+            st = self.router_state().await?;
+        }
         let at = now_ms();
         match t.kind.as_str() {
             ACCEPT => {

@@ -1813,6 +1813,59 @@ async fn restart_story(first: TestApp, second: impl std::future::Future<Output =
     second.finish().await;
 }
 
+/// Two nodes over one database. Node B read its router state before node A made the handoff;
+/// A offers it to ana and stops. The offer's timeout is claimed by B, which did not know the
+/// handoff: B reads the state again, times the offer out and offers the handoff to ben.
+async fn other_node_story(a: TestApp, b: TestApp) {
+    team(&a).await;
+    a.presence("ana", "available").await;
+    a.presence("ben", "available").await;
+    // B reads its router state now: the reps, no handoff yet.
+    let (s, reps) = b.get("/v1/reps").await;
+    assert_eq!(s, 200, "{reps}");
+    let h = a.ask_for_human("n1").await;
+    let r = a.routing_when(&h, |r| pending(r).is_some()).await;
+    assert_eq!(pending(&r).as_deref(), Some("ana"));
+    a.finish_node().await;
+    let r = b
+        .routing_when(&h, |r| pending(r).as_deref() == Some("ben"))
+        .await;
+    assert_eq!(
+        offer_states(&r),
+        [
+            ("ana".into(), "timed_out".into()),
+            ("ben".into(), "pending".into())
+        ]
+    );
+    b.finish().await;
+}
+
+#[tokio::test]
+async fn a_timer_claimed_by_a_node_that_did_not_know_the_handoff_still_fires() {
+    let path = temp_dir().join("baton.db");
+    let a = SqliteStore::open(&path).await.expect("sqlite");
+    a.migrate().await.expect("migrate");
+    let b = SqliteStore::open(&path).await.expect("sqlite");
+    let first = TestApp::spawn_policy(a, ROUTING_POLICY).await;
+    let second = TestApp::serve_with(b, baton_server::DEFAULT_CACHED_TURNS, ROUTING_POLICY).await;
+    other_node_story(first, second).await;
+
+    let Ok(url) = std::env::var("BATON_TEST_DATABASE_URL") else {
+        assert!(std::env::var("BATON_REQUIRE_PG").is_err());
+        eprintln!("notice: BATON_TEST_DATABASE_URL is not set; two nodes run on SQLite only");
+        return;
+    };
+    let (admin, name, db) = pg_database(&url, "othernode").await;
+    let a = PgStore::connect(&db).await.expect("connect");
+    a.migrate().await.expect("migrate");
+    let b = PgStore::connect(&db).await.expect("connect");
+    let first = TestApp::spawn_policy(a, ROUTING_POLICY).await;
+    let mut second =
+        TestApp::serve_with(b, baton_server::DEFAULT_CACHED_TURNS, ROUTING_POLICY).await;
+    second.pg = Some((admin, name));
+    other_node_story(first, second).await;
+}
+
 #[tokio::test]
 async fn a_restart_loses_no_timer() {
     let path = temp_dir().join("baton.db");
