@@ -347,9 +347,9 @@ impl fmt::Display for DecideError {
 
 impl std::error::Error for DecideError {}
 
-/// `lead`: the qualification facts, the criteria so far and the score so far.
-/// `lead` without its score, which [`Layered::bind_double`] adds: scoring reads `lead` with
-/// a score of 0, triggers with the score scoring gave.
+/// `lead`: the qualification facts and the criteria so far, without the score, which
+/// [`Layered::bind_double`] adds (scoring reads `lead` with a score of 0, triggers with the
+/// score scoring gave), so the map is built once for both.
 fn lead_value(sig: &Signals, criteria: &[(String, bool)]) -> Shared {
     let q = &sig.qualification;
     let budget = val::object(vec![

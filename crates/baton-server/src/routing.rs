@@ -564,10 +564,6 @@ fn knows(st: &RouterState, t: &TimerRow) -> bool {
     }
 }
 
-fn calendar_open(policy: &Policy, name: &Option<String>, at: Timestamp) -> bool {
-    policy.calendar_open(name, at)
-}
-
 /// Time after `from` at which `d` of SLA time has passed, in the queue's calendar if any.
 fn sla_due(policy: &Policy, hours: &Option<String>, from: Timestamp, d: SignedDuration) -> i64 {
     match hours.as_ref().and_then(|h| policy.calendars.get(h)) {
@@ -671,7 +667,7 @@ impl<S: Store> App<S> {
                     "unrouted",
                     json!({"why": "the policy has no [[route]]"}),
                 );
-            } else if !calendar_open(&engine.policy, &routing.hours, ts(at)) {
+            } else if !engine.policy.calendar_open(&routing.hours, ts(at)) {
                 self.fallback(
                     st,
                     &engine.policy,
@@ -1176,7 +1172,7 @@ impl<S: Store> App<S> {
         let engine = self.engine();
         let policy = &engine.policy;
         let at = now_ms();
-        if policy.routing.routes.is_empty() || !calendar_open(policy, &policy.routing.hours, ts(at))
+        if policy.routing.routes.is_empty() || !policy.calendar_open(&policy.routing.hours, ts(at))
         {
             return None;
         }

@@ -468,10 +468,12 @@ const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(1
 /// threshold, so that group (and every turn waiting behind it) waited for a thousand pages to
 /// be copied and the database file to be synced: most of the slowest turns. Here the writer
 /// wakes the checkpointer after each group and goes on; the checkpointer copies, at most
-/// every [`CHECKPOINT_EVERY`], what the groups since its last pass wrote. SQLite starts the WAL from the beginning only when a
-/// write begins with every frame copied, which never happens while groups follow each other
-/// closely, so once the WAL holds [`WAL_FRAMES`] frames the writer waits, between two
-/// groups, for one pass that copies the little written since the last.
+/// every [`CHECKPOINT_EVERY`], what the groups since its last pass wrote. SQLite starts the
+/// WAL from the beginning only when a write begins with every frame copied, which never
+/// happens while groups follow each other closely, so once the WAL holds [`WAL_FRAMES`]
+/// frames the writer waits, between two groups, for one pass that copies the little written
+/// since the last. (A reader that keeps an old snapshot open stops a pass from copying
+/// everything; the writer then waits for a pass after each group until that reader ends.)
 #[derive(Clone)]
 struct Checkpointer {
     wake: std::sync::Arc<tokio::sync::Notify>,
