@@ -58,6 +58,14 @@ impl Fallback {
             Fallback::FollowUp => "follow_up",
         }
     }
+
+    /// The conversation's owner while this fallback is pending.
+    pub fn state(self) -> crate::decide::State {
+        match self {
+            Fallback::Schedule => crate::decide::State::Scheduled,
+            Fallback::FollowUp => crate::decide::State::FollowUp,
+        }
+    }
 }
 
 /// A `[[queue]]`.

@@ -637,10 +637,7 @@ impl<S: Store> App<S> {
         let policy = &engine.policy;
         let mut st = self.router_state().await?;
         let at = now_ms();
-        let state = match how {
-            Fallback::Schedule => "scheduled",
-            Fallback::FollowUp => "follow_up",
-        };
+        let state = how.state().as_str();
         let mut o = Open::new(handoff_id, state, conversation_id, epoch, facts, at);
         o.doc.route = route_of(policy, &mut o, at).map(|i| policy.routing.routes[i].id.clone());
         let mut step = Step::new(at);
@@ -985,10 +982,7 @@ impl<S: Store> App<S> {
         at: i64,
         step: &mut Step,
     ) {
-        let state = match how {
-            Fallback::Schedule => "scheduled",
-            Fallback::FollowUp => "follow_up",
-        };
+        let state = how.state().as_str();
         o.state = state.into();
         step.change.cancel_timers.push(format!("{}#target", o.id));
         step.change.cancel_timers.push(format!("{}#sla", o.id));
@@ -1017,7 +1011,8 @@ fn announce_fallback(
     }
     if how == Fallback::Schedule {
         refresh_members(st, policy);
-        o.doc.slots = slots_for(st, policy, o, at, 3, &BTreeMap::new());
+        let reps = meeting_reps(st, policy, o, at);
+        o.doc.slots = slots_for(st, policy, &reps, at, 3, &BTreeMap::new());
     }
     let slots: Vec<serde_json::Value> = o
         .doc
@@ -1063,17 +1058,16 @@ fn slot_json(
     v
 }
 
-/// The soonest meeting slots with reps who could take the handoff, clear of `booked`
-/// (meetings per rep id; a rep not in it counts as free).
+/// The soonest meeting slots with `reps` (indexes into `st.reps`, from [`meeting_reps`]),
+/// clear of `booked` (meetings per rep id; a rep not in it counts as free).
 fn slots_for(
     st: &RouterState,
     policy: &Policy,
-    o: &Open,
+    reps: &[usize],
     at: i64,
     count: usize,
     booked: &BTreeMap<String, Vec<(Timestamp, Timestamp)>>,
 ) -> Vec<(i64, String)> {
-    let reps = meeting_reps(st, policy, o, at);
     let pairs: Vec<(&Rep, &[(Timestamp, Timestamp)])> = reps
         .iter()
         .map(|i| {
@@ -2109,8 +2103,9 @@ pub(crate) async fn get_slots<S: Store>(
     };
     let at = now_ms();
     // The meetings of the reps who could take it, read once each.
+    let reps = meeting_reps(&st, &engine.policy, &o, at);
     let mut booked = BTreeMap::new();
-    for i in meeting_reps(&st, &engine.policy, &o, at) {
+    for &i in &reps {
         let id = &st.reps[i].id;
         let meetings = app.store.meetings(id, at).await?;
         booked.insert(
@@ -2122,7 +2117,7 @@ pub(crate) async fn get_slots<S: Store>(
         );
     }
     let len = engine.policy.routing.slot.as_millis() as i64;
-    let free: Vec<serde_json::Value> = slots_for(&st, &engine.policy, &o, at, 12, &booked)
+    let free: Vec<serde_json::Value> = slots_for(&st, &engine.policy, &reps, at, 12, &booked)
         .iter()
         .map(|(t, rep)| slot_json(*t, Some(t + len), rep, &o.doc.facts))
         .collect();

@@ -44,17 +44,13 @@ struct TestApp {
 impl TestApp {
     /// A second node over a database the first one set up (keys included), caching nothing:
     /// every write reads the conversation back.
-    async fn spawn_without_keys<S: Store>(store: S) -> TestApp {
-        Self::serve_with(store, 0, POLICY).await
+    async fn spawn_without_keys<S: Store>(store: S, policy: &str) -> TestApp {
+        Self::serve_with(store, 0, policy).await
     }
 
     /// Stops a second node; the first one's `finish` drops the database.
     async fn finish_node(self) {
         let _ = self.shutdown.send(());
-    }
-
-    async fn spawn<S: Store>(store: S) -> TestApp {
-        Self::spawn_policy(store, POLICY).await
     }
 
     /// A node with the test keys (bot, admin, and rep keys `rep:ID` for reps ana, ben, dee,
@@ -878,31 +874,38 @@ async fn metrics_and_the_openapi_document_are_served() {
     }
 }
 
-/// Two servers over one database, as two nodes would run.
-async fn two_nodes(test: &str) -> Vec<(TestApp, TestApp)> {
+/// Two servers with `policy` over one database, as two nodes would run (the first one drops
+/// its PostgreSQL database when it finishes).
+async fn two_nodes(test: &str, policy: &str) -> Vec<(TestApp, TestApp)> {
     let path = temp_dir().join("baton.db");
     let a = SqliteStore::open(&path).await.expect("sqlite");
     a.migrate().await.expect("migrate");
     let b = SqliteStore::open(&path).await.expect("sqlite");
     let mut out = vec![(
-        TestApp::spawn(a).await,
-        TestApp::spawn_without_keys(b).await,
+        TestApp::spawn_policy(a, policy).await,
+        TestApp::spawn_without_keys(b, policy).await,
     )];
     if let Ok(url) = std::env::var("BATON_TEST_DATABASE_URL") {
         let (admin, name, db) = pg_database(&url, test).await;
         let a = PgStore::connect(&db).await.expect("connect");
         a.migrate().await.expect("migrate");
         let b = PgStore::connect(&db).await.expect("connect");
-        let mut first = TestApp::spawn(a).await;
+        let mut first = TestApp::spawn_policy(a, policy).await;
         first.pg = Some((admin, name));
-        out.push((first, TestApp::spawn_without_keys(b).await));
+        out.push((first, TestApp::spawn_without_keys(b, policy).await));
+    } else {
+        assert!(
+            std::env::var("BATON_REQUIRE_PG").is_err(),
+            "BATON_REQUIRE_PG is set but BATON_TEST_DATABASE_URL is not"
+        );
+        eprintln!("notice: BATON_TEST_DATABASE_URL is not set; {test} runs on SQLite only");
     }
     out
 }
 
 #[tokio::test]
 async fn two_nodes_never_decide_on_a_stale_view() {
-    for (a, b) in two_nodes("two_nodes").await {
+    for (a, b) in two_nodes("two_nodes", POLICY).await {
         // Node A caches the conversation; node B adds to it behind A's back.
         let (_, d) = a
             .turn("conv-n", json!({"role": "user", "text": "hello"}), None)
@@ -1816,7 +1819,7 @@ async fn restart_story(first: TestApp, second: impl std::future::Future<Output =
 /// Two nodes over one database. Node B read its router state before node A made the handoff;
 /// A offers it to ana and stops. The offer's timeout is claimed by B, which did not know the
 /// handoff: B reads the state again, times the offer out and offers the handoff to ben.
-async fn other_node_story(a: TestApp, b: TestApp) {
+async fn other_node_story(mut a: TestApp, mut b: TestApp) {
     team(&a).await;
     a.presence("ana", "available").await;
     a.presence("ben", "available").await;
@@ -1826,6 +1829,8 @@ async fn other_node_story(a: TestApp, b: TestApp) {
     let h = a.ask_for_human("n1").await;
     let r = a.routing_when(&h, |r| pending(r).is_some()).await;
     assert_eq!(pending(&r).as_deref(), Some("ana"));
+    // B outlives A: B drops the PostgreSQL database at the end.
+    b.pg = a.pg.take();
     a.finish_node().await;
     let r = b
         .routing_when(&h, |r| pending(r).as_deref() == Some("ben"))
@@ -1842,28 +1847,9 @@ async fn other_node_story(a: TestApp, b: TestApp) {
 
 #[tokio::test]
 async fn a_timer_claimed_by_a_node_that_did_not_know_the_handoff_still_fires() {
-    let path = temp_dir().join("baton.db");
-    let a = SqliteStore::open(&path).await.expect("sqlite");
-    a.migrate().await.expect("migrate");
-    let b = SqliteStore::open(&path).await.expect("sqlite");
-    let first = TestApp::spawn_policy(a, ROUTING_POLICY).await;
-    let second = TestApp::serve_with(b, baton_server::DEFAULT_CACHED_TURNS, ROUTING_POLICY).await;
-    other_node_story(first, second).await;
-
-    let Ok(url) = std::env::var("BATON_TEST_DATABASE_URL") else {
-        assert!(std::env::var("BATON_REQUIRE_PG").is_err());
-        eprintln!("notice: BATON_TEST_DATABASE_URL is not set; two nodes run on SQLite only");
-        return;
-    };
-    let (admin, name, db) = pg_database(&url, "othernode").await;
-    let a = PgStore::connect(&db).await.expect("connect");
-    a.migrate().await.expect("migrate");
-    let b = PgStore::connect(&db).await.expect("connect");
-    let first = TestApp::spawn_policy(a, ROUTING_POLICY).await;
-    let mut second =
-        TestApp::serve_with(b, baton_server::DEFAULT_CACHED_TURNS, ROUTING_POLICY).await;
-    second.pg = Some((admin, name));
-    other_node_story(first, second).await;
+    for (a, b) in two_nodes("othernode", ROUTING_POLICY).await {
+        other_node_story(a, b).await;
+    }
 }
 
 #[tokio::test]

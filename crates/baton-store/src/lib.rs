@@ -633,12 +633,12 @@ where
 }
 
 macro_rules! store_impl {
-    ($name:ident, $db:ty, $migrations:literal, $begin_write:literal, $claim_timers:literal, $share_writes:literal, $few_trips:literal) => {
+    ($name:ident, $db:ty, $migrations:literal, $begin_write:literal, $claim_timers:literal, $sqlite:literal) => {
         impl $name {
             /// Where a write outside the group writer goes: on SQLite the writer's own
             /// connection, on PostgreSQL any pooled one.
             async fn write_conn(&self) -> Result<WriteConn<'_, $db>, sqlx::Error> {
-                if $share_writes {
+                if $sqlite {
                     let mut g = self.conn.lock().await;
                     if g.is_none() {
                         *g = Some(self.pool.acquire().await?);
@@ -748,7 +748,7 @@ macro_rules! store_impl {
                 routes: &[RoutingJob],
             ) -> Result<GroupOutcome, sqlx::Error> {
                 use sqlx::Connection as _;
-                if $few_trips && routes.is_empty() {
+                if $sqlite && routes.is_empty() {
                     // SQLite runs each statement on its connection's own thread, and every
                     // trip there and back waits for both threads to be scheduled (about 0.3
                     // ms each under load, and the writer is the one serial step of every
@@ -832,7 +832,7 @@ macro_rules! store_impl {
                 tx: &mut <$db as sqlx::Database>::Connection,
                 c: &RoutingChange,
             ) -> Result<Applied, sqlx::Error> {
-                let mut queries = Statements::<$db>::new($few_trips);
+                let mut queries = Statements::<$db>::new($sqlite);
                 for s in &c.conversations {
                     let q = queries.next("UPDATE conversations SET state = ");
                     q.push_bind(s.state.clone())
@@ -1682,7 +1682,8 @@ store_impl!(
     // after the group writer committed (SQLITE_BUSY_SNAPSHOT) instead of waiting its turn.
     "BEGIN IMMEDIATE",
     "UPDATE timers SET lease_ms = $1 WHERE id IN (SELECT id FROM timers WHERE fired_ms IS NULL AND due_ms <= $2 AND (lease_ms IS NULL OR lease_ms < $2) ORDER BY due_ms LIMIT $3) RETURNING id, kind, subject, due_ms",
-    true,
+    // SQLite: writes share the group writer's one connection, and statements are joined
+    // into few queries (each is a trip to the connection's own thread).
     true
 );
 store_impl!(
@@ -1691,6 +1692,5 @@ store_impl!(
     "migrations/postgres",
     "BEGIN",
     "UPDATE timers SET lease_ms = $1 WHERE id IN (SELECT id FROM timers WHERE fired_ms IS NULL AND due_ms <= $2 AND (lease_ms IS NULL OR lease_ms < $2) ORDER BY due_ms LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING id, kind, subject, due_ms",
-    false,
     false
 );
