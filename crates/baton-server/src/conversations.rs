@@ -234,15 +234,16 @@ enum Wrote {
     Moved(ApiError),
 }
 
-/// Commits an entry with its decision (if any), or says what happened meanwhile (a conflict,
-/// a replay, a stale view).
+/// Commits an entry with its decision (if any, with its signals as JSON), or says what
+/// happened meanwhile (a conflict, a replay, a stale view).
 async fn commit<S: Store>(
     app: &App<S>,
     w: &Write<'_>,
-    decision: Option<&Decision>,
+    decided: Option<(&Decision, &serde_json::value::RawValue)>,
     handoff_id: Option<&str>,
     response_text: String,
 ) -> Result<Wrote, ApiError> {
+    let decision = decided.map(|(d, _)| d);
     let (state, epoch) = decision.map_or((w.view.state, w.view.epoch), |d| (d.state, d.epoch));
     let entry = NewEntry {
         conversation_id: w.id.to_string(),
@@ -255,13 +256,13 @@ async fn commit<S: Store>(
         page: w.page.clone(),
         at: w.at.to_string(),
         entry: w.entry.clone(),
-        decision: decision.map(|d| DecisionRecord {
+        decision: decided.map(|(d, signals)| DecisionRecord {
             action: d.action.as_str().to_string(),
             trigger: d.trigger.clone(),
             reason: d.reason.clone(),
             priority: d.priority,
             policy_hash: d.policy_hash.clone(),
-            trace: wire::text(&wire::trace_out(d)),
+            trace: wire::text(&wire::trace_out(d, signals)),
         }),
         handoff: handoff_id.map(str::to_string).zip(
             decision
@@ -530,7 +531,13 @@ pub(crate) async fn post_turn<S: Store>(
             }
             _ => None,
         };
-        let response = wire::text(&wire::decision_out(&decision, shown_id.as_deref(), eta));
+        let signals_json = wire::signals_json(&decision);
+        let response = wire::text(&wire::decision_out(
+            &decision,
+            &signals_json,
+            shown_id.as_deref(),
+            eta,
+        ));
         let signals = decision
             .turn_signals
             .as_ref()
@@ -552,7 +559,7 @@ pub(crate) async fn post_turn<S: Store>(
         match commit(
             &app,
             &write,
-            Some(&decision),
+            Some((&decision, &signals_json)),
             handoff_id.as_deref(),
             response,
         )
@@ -947,7 +954,13 @@ pub(crate) async fn post_handoff<S: Store>(
             }
             _ => None,
         };
-        let response = wire::text(&wire::decision_out(&decision, shown_id.as_deref(), eta));
+        let signals_json = wire::signals_json(&decision);
+        let response = wire::text(&wire::decision_out(
+            &decision,
+            &signals_json,
+            shown_id.as_deref(),
+            eta,
+        ));
         let write = Write {
             id: &id,
             known: &known,
@@ -963,7 +976,7 @@ pub(crate) async fn post_handoff<S: Store>(
         match commit(
             &app,
             &write,
-            Some(&decision),
+            Some((&decision, &signals_json)),
             handoff_id.as_deref(),
             response,
         )

@@ -274,10 +274,14 @@ pub async fn run<S: Store>(
 
 /// The hex SHA-256 of an API key: what the store keeps.
 pub fn key_hash(key: &str) -> String {
-    Sha256::digest(key.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(key.as_bytes());
+    let mut out = String::with_capacity(digest.len() * 2);
+    for b in digest {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 15)] as char);
+    }
+    out
 }
 
 async fn health() -> Response {
@@ -518,4 +522,16 @@ async fn get_handoff<S: Store>(
         .await?
         .ok_or_else(|| ApiError::not_found("handoff", &id))?;
     Ok(axum::Json(wire::handoff(&row)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn key_hash_is_the_lowercase_hex_sha256() {
+        // FIPS 180-2's "abc" example: keys stored by earlier versions still match.
+        assert_eq!(
+            super::key_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
 }

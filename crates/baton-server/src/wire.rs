@@ -194,14 +194,21 @@ pub struct DecisionOut<'a> {
     reason: Option<&'a str>,
     lead_score: f64,
     triggers: Vec<&'a str>,
-    signals: DetectOut<'a>,
+    signals: &'a serde_json::value::RawValue,
     policy_hash: &'a str,
+}
+
+/// A decision's signals as JSON, written once for both the answer and the stored trace.
+pub fn signals_json(d: &baton_core::decide::Decision) -> Box<serde_json::value::RawValue> {
+    serde_json::value::to_raw_value(&DetectOut::new(&d.signals))
+        .unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned())
 }
 
 /// The answer to a turn; `eta_seconds`, when the router could estimate it, also fills the
 /// message's `{eta}`.
 pub fn decision_out<'a>(
     d: &'a baton_core::decide::Decision,
+    signals: &'a serde_json::value::RawValue,
     handoff_id: Option<&'a str>,
     eta_seconds: Option<u64>,
 ) -> DecisionOut<'a> {
@@ -219,14 +226,9 @@ pub fn decision_out<'a>(
         reason: d.reason.as_deref(),
         lead_score: d.lead_score,
         triggers: d.fired(),
-        signals: DetectOut::new(&d.signals),
+        signals,
         policy_hash: &d.policy_hash,
     }
-}
-
-/// The answer to a turn, as a JSON value.
-pub fn decision(d: &baton_core::decide::Decision, handoff_id: Option<&str>) -> serde_json::Value {
-    serde_json::to_value(decision_out(d, handoff_id, None)).unwrap_or(serde_json::Value::Null)
 }
 
 #[derive(Serialize)]
@@ -258,10 +260,13 @@ pub struct TraceOut<'a> {
     policy_hash: &'a str,
     triggers: Vec<TriggerOut<'a>>,
     criteria: Vec<CriterionOut<'a>>,
-    signals: DetectOut<'a>,
+    signals: &'a serde_json::value::RawValue,
 }
 
-pub fn trace_out(d: &baton_core::decide::Decision) -> TraceOut<'_> {
+pub fn trace_out<'a>(
+    d: &'a baton_core::decide::Decision,
+    signals: &'a serde_json::value::RawValue,
+) -> TraceOut<'a> {
     TraceOut {
         action: d.action.as_str(),
         state: d.state.as_str(),
@@ -290,13 +295,13 @@ pub fn trace_out(d: &baton_core::decide::Decision) -> TraceOut<'_> {
                 met: c.met,
             })
             .collect(),
-        signals: DetectOut::new(&d.signals),
+        signals,
     }
 }
 
 /// The trace as a JSON value.
 pub fn trace(d: &baton_core::decide::Decision) -> serde_json::Value {
-    serde_json::to_value(trace_out(d)).unwrap_or(serde_json::Value::Null)
+    serde_json::to_value(trace_out(d, &signals_json(d))).unwrap_or(serde_json::Value::Null)
 }
 
 /// Serializes what the wire types describe (they hold only strings, numbers and lists, so
