@@ -264,11 +264,17 @@ pub async fn run<S: Store>(
     app: App<S>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let notices = routing::spawn_notices(app.clone())
+        .await
+        .map_err(|e| std::io::Error::other(format!("listening for other nodes' streams: {e:?}")))?;
     let timers = routing::spawn_timers(app.clone());
     let served = axum::serve(listener, router(app))
         .with_graceful_shutdown(shutdown)
         .await;
     timers.abort();
+    if let Some(n) = notices {
+        n.abort();
+    }
     served
 }
 

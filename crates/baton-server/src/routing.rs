@@ -153,6 +153,9 @@ struct RouterState {
     /// needed for a policy, then kept up to date as handoffs change (rebuilding it for every
     /// new handoff, or counting by scanning every open handoff, made routing quadratic).
     waiting: Option<Waiting>,
+    /// Handoffs loaded from the store before any router step named them (created, not yet
+    /// routed): `route_new` still routes them.
+    unrouted: std::collections::BTreeSet<String>,
 }
 
 /// Handoffs queued per queue, most urgent then oldest first, for one policy.
@@ -271,6 +274,12 @@ impl RouterState {
 /// The node's router.
 pub(crate) struct Router {
     state: tokio::sync::Mutex<RouterState>,
+    /// The routing version (see [`baton_store::RoutingLock`]) the state reflects: the one read
+    /// when it was loaded, plus one for each change this node stored since. Another node's
+    /// change makes the stored version differ, and the state is loaded again.
+    version: std::sync::atomic::AtomicI64,
+    /// Other nodes share the store: live streams read their events from it.
+    shared: std::sync::atomic::AtomicBool,
     /// New handoffs waiting for the router (see `handoff_created`).
     pending: std::sync::Mutex<Vec<Open>>,
     pub wake: tokio::sync::Notify,
@@ -278,9 +287,39 @@ pub(crate) struct Router {
 }
 
 impl Router {
+    /// This node stored a change to routing state.
+    fn wrote(&self) {
+        self.version
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The router state, held by this node alone: its own lock, and where nodes share the store,
+/// the store's routing lock (released when this is dropped).
+struct RouterGuard<'a> {
+    st: tokio::sync::MutexGuard<'a, RouterState>,
+    _shared: Option<baton_store::RoutingLock>,
+}
+
+impl std::ops::Deref for RouterGuard<'_> {
+    type Target = RouterState;
+    fn deref(&self) -> &RouterState {
+        &self.st
+    }
+}
+
+impl std::ops::DerefMut for RouterGuard<'_> {
+    fn deref_mut(&mut self) -> &mut RouterState {
+        &mut self.st
+    }
+}
+
+impl Router {
     pub fn new() -> Router {
         Router {
             state: tokio::sync::Mutex::new(RouterState::default()),
+            version: std::sync::atomic::AtomicI64::new(-1),
+            shared: std::sync::atomic::AtomicBool::new(false),
             pending: std::sync::Mutex::new(Vec::new()),
             wake: tokio::sync::Notify::new(),
             events: tokio::sync::broadcast::channel(4096).0,
@@ -383,6 +422,7 @@ impl<S: Store> App<S> {
     async fn store_step(&self, step: Step) -> Result<bool, ApiError> {
         match self.store.apply(&step.change).await? {
             Applied::Done { events } => {
+                self.router.wrote();
                 for c in &step.change.conversations {
                     crate::conversations::owner_moved(
                         self,
@@ -433,10 +473,22 @@ impl<S: Store> App<S> {
         Ok(true)
     }
 
-    /// Loads reps and open handoffs from the store once.
-    async fn router_state(&self) -> Result<tokio::sync::MutexGuard<'_, RouterState>, ApiError> {
+    /// The router state, loaded from the store once, and again whenever another node changed
+    /// routing state since (nodes sharing PostgreSQL take turns through the store's lock).
+    async fn router_state(&self) -> Result<RouterGuard<'_>, ApiError> {
+        use std::sync::atomic::Ordering::SeqCst;
         let mut st = self.router.state.lock().await;
+        let shared = self.store.routing_lock().await?;
+        if let Some(l) = &shared
+            && l.version != self.router.version.load(SeqCst)
+        {
+            st.loaded = false;
+        }
         if !st.loaded {
+            if let Some(l) = &shared {
+                // Read before the state: a change made meanwhile only causes another load.
+                self.router.version.store(l.version, SeqCst);
+            }
             let reps = self.store.reps().await?;
             st.reps.clear();
             for r in reps {
@@ -454,11 +506,13 @@ impl<S: Store> App<S> {
                 st.reps.push(state);
             }
             st.open.clear();
+            st.unrouted.clear();
             st.waiting = None;
             for (h, doc) in self.store.open_handoffs().await? {
                 let mut doc: Doc = serde_json::from_str(&doc).unwrap_or_default();
                 if doc.conversation_id.is_empty() {
                     // Created before routing knew it: take it from the handoff row.
+                    st.unrouted.insert(h.id.clone());
                     doc.conversation_id = h.conversation_id.clone();
                     doc.created_ms = h
                         .created_at
@@ -507,7 +561,10 @@ impl<S: Store> App<S> {
         }
         // Whoever reads the state sees each rep's queues for the policy now active.
         refresh_members(&mut st, &self.engine().policy);
-        Ok(st)
+        Ok(RouterGuard {
+            st,
+            _shared: shared,
+        })
     }
 }
 
@@ -654,7 +711,8 @@ impl<S: Store> App<S> {
         let mut step = Step::new(at);
         let mut routed = Vec::new();
         for mut o in batch {
-            if st.open.contains_key(&o.id) {
+            // Routed already, unless the state was loaded between its commit and now.
+            if st.open.contains_key(&o.id) && !st.unrouted.remove(&o.id) {
                 continue;
             }
             if routing.routes.is_empty() {
@@ -1525,6 +1583,29 @@ impl<S: Store> App<S> {
 }
 
 /// Runs the node's timers until the process ends.
+/// Where nodes share the store: forwards the other nodes' stream notices to this node's live
+/// streams, which then read the new events from the store.
+pub(crate) async fn spawn_notices<S: Store>(
+    app: App<S>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, ApiError> {
+    let Some(mut notices) = app.store.stream_notices().await? else {
+        return Ok(None);
+    };
+    app.router
+        .shared
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    Ok(Some(tokio::spawn(async move {
+        while let Some(stream) = notices.recv().await {
+            let _ = app.router.events.send(Pushed {
+                seq: i64::MAX,
+                stream,
+                kind: String::new(),
+                data: String::new(),
+            });
+        }
+    })))
+}
+
 pub(crate) fn spawn_timers<S: Store>(app: App<S>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
@@ -1571,6 +1652,7 @@ pub(crate) async fn put_rep<S: Store>(
     let mut st = app.router_state().await?;
     let at = now_ms();
     let row = app.store.put_rep(&id, &attrs, at, &rfc3339(at)).await?;
+    app.router.wrote();
     match st.reps.iter_mut().find(|r| r.id == id) {
         Some(r) => r.set_rep(rep.clone()),
         None => {
@@ -1654,6 +1736,7 @@ pub(crate) async fn put_presence<S: Store>(
     app.store
         .set_presence(&id, presence.as_str(), at, &rfc3339(at))
         .await?;
+    app.router.wrote();
     st.heartbeat_ms.insert(id.clone(), at);
     st.missed.insert(id.clone(), 0);
     if let Some(r) = st.reps.iter_mut().find(|r| r.id == id) {
@@ -2313,6 +2396,16 @@ fn stream_response<S: Store>(app: App<S>, stream: String, headers: &HeaderMap) -
         }
         loop {
             let sent = match live.recv().await {
+                // A notice (empty kind), or any event where other nodes write too: read the
+                // store, in the order of its sequence numbers.
+                Ok(p)
+                    if p.stream == stream
+                        && p.seq > last
+                        && (p.kind.is_empty()
+                            || app.router.shared.load(std::sync::atomic::Ordering::SeqCst)) =>
+                {
+                    send_stored(&app, &stream, &mut last, &tx).await
+                }
                 Ok(p) if p.stream == stream && p.seq > last => {
                     last = p.seq;
                     send_event(&tx, p.seq, p.kind, p.data).await

@@ -1852,6 +1852,67 @@ async fn a_timer_claimed_by_a_node_that_did_not_know_the_handoff_still_fires() {
     }
 }
 
+/// Two nodes on one PostgreSQL route as one: a presence set through one node is seen by the
+/// other's router, an offer made by one is accepted through the other, a rep's capacity holds
+/// across both, and a rep's stream on one node hears of the other's offers as they happen.
+async fn shared_routing_story(mut a: TestApp, mut b: TestApp) {
+    team(&a).await;
+    // Both nodes read their routing state now, before the other changes it.
+    for node in [&a, &b] {
+        let (s, reps) = node.get("/v1/reps").await;
+        assert_eq!(s, 200, "{reps}");
+    }
+    b.presence("ana", "available").await;
+    // A's handoff goes to ana, whom only B saw come online; her stream on B, open before the
+    // handoff existed, hears of the offer.
+    let (events, h) = tokio::join!(
+        read_stream(&b, "/v1/reps/ana/stream", None, ("offer", 1)),
+        async {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            a.ask_for_human("sh1").await
+        }
+    );
+    let (_, r) = a.get(&format!("/v1/handoffs/{h}/routing")).await;
+    assert!(
+        events
+            .iter()
+            .any(|(_, k, d)| k == "offer" && d.contains(&h)),
+        "{events:?} {r}"
+    );
+    let (s, d) = b.act(&h, "accept", "ana", json!({})).await;
+    assert_eq!(s, 200, "{d}");
+    // Her capacity (one) is taken: handoffs made on either node wait.
+    let h2 = b.ask_for_human("sh2").await;
+    let h3 = a.ask_for_human("sh3").await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    for h in [&h2, &h3] {
+        let (s, r) = a.get(&format!("/v1/handoffs/{h}/routing")).await;
+        assert_eq!((s, pending(&r)), (200, None), "{r}");
+    }
+    // Ben comes online through A: the older waiting handoff, made on B, is his.
+    a.presence("ben", "available").await;
+    let r = b.routing_when(&h2, |r| pending(r).is_some()).await;
+    assert_eq!(pending(&r).as_deref(), Some("ben"));
+    let (_, r) = b.get(&format!("/v1/handoffs/{h3}/routing")).await;
+    assert_eq!(pending(&r), None, "{r}");
+    b.pg = a.pg.take();
+    a.finish_node().await;
+    b.finish().await;
+}
+
+#[tokio::test]
+async fn two_nodes_on_postgresql_route_as_one() {
+    for (a, b) in two_nodes("sharedrouting", ROUTING_POLICY).await {
+        if a.pg.is_none() {
+            // One node owns a SQLite file (SPEC §12); the pair shares decisions only.
+            a.finish_node().await;
+            b.finish().await;
+            continue;
+        }
+        shared_routing_story(a, b).await;
+    }
+}
+
 #[tokio::test]
 async fn a_restart_loses_no_timer() {
     let path = temp_dir().join("baton.db");
