@@ -857,8 +857,9 @@ fn evaluate(
         // A meeting or a follow-up is already pending because nobody could take the
         // conversation live, and still nobody can: the visitor is told again what happens
         // next, and no second handoff is created (the router would only fall back again).
-        let pending_fallback = t.action == Action::Handoff
-            && matches!(view.state, State::Scheduled | State::FollowUp)
+        let pending = matches!(view.state, State::Scheduled | State::FollowUp);
+        let pending_fallback = pending
+            && t.action == Action::Handoff
             && !policy.calendar_open(&policy.routing.hours, now);
         let action = if pending_fallback {
             decision.triggers[i].note = Some(format!(
@@ -868,6 +869,18 @@ fn evaluate(
             match policy.routing.after_hours {
                 crate::routing::Fallback::Schedule => Action::Schedule,
                 crate::routing::Fallback::FollowUp => Action::FollowUp,
+            }
+        } else if pending && matches!(t.action, Action::Schedule | Action::FollowUp) {
+            // An off-hours trigger while a meeting or a follow-up is pending already: the
+            // visitor is told again what is pending, and nothing is created twice.
+            decision.triggers[i].note = Some(format!(
+                "a {} is pending: no second handoff",
+                view.state.as_str()
+            ));
+            if view.state == State::Scheduled {
+                Action::Schedule
+            } else {
+                Action::FollowUp
             }
         } else {
             t.action

@@ -419,6 +419,20 @@ fn a_pending_meeting_out_of_live_hours_is_not_handed_off_again() {
         (Outcome::Handoff, State::Queued, 3)
     );
     assert!(d.brief.is_some());
+
+    // The default policy's own off-hours trigger (a follow-up) while a meeting is pending:
+    // the visitor hears of the meeting again, and no follow-up handoff is created beside it.
+    view.bot_confidence = None;
+    let t = user("can I talk to someone from support please");
+    let d = decide(&POLICY, &DETECTOR, &view, &t, saturday_night).expect("decision");
+    assert_eq!(
+        (d.action, d.state, d.epoch),
+        (Outcome::Schedule, State::Scheduled, 2),
+        "{:?}",
+        d.triggers
+    );
+    assert!(d.brief.is_none(), "a second handoff was created");
+    assert!(d.message.is_some());
 }
 
 const SEGMENTED: &str = r#"

@@ -1595,9 +1595,9 @@ pub(crate) async fn spawn_notices<S: Store>(
         .shared
         .store(true, std::sync::atomic::Ordering::SeqCst);
     Ok(Some(tokio::spawn(async move {
-        while let Some(stream) = notices.recv().await {
+        while let Some((seq, stream)) = notices.recv().await {
             let _ = app.router.events.send(Pushed {
-                seq: i64::MAX,
+                seq,
                 stream,
                 kind: String::new(),
                 data: String::new(),

@@ -430,11 +430,13 @@ pub trait Store: Send + Sync + 'static {
     /// the database (PostgreSQL); `None` where one node owns it (SQLite), whose own lock is
     /// enough.
     fn routing_lock(&self) -> impl Future<Output = Result<Option<RoutingLock>, StoreError>> + Send;
-    /// Where several nodes share the database: the names of the streams other nodes' router
-    /// steps (and this node's) added events to, as they commit. `None` on SQLite.
+    /// Where several nodes share the database: `(newest sequence number, stream)` of each
+    /// stream the nodes' router steps (this node's too) added events to, as they commit.
+    /// `None` on SQLite.
     fn stream_notices(
         &self,
-    ) -> impl Future<Output = Result<Option<tokio::sync::mpsc::Receiver<String>>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<tokio::sync::mpsc::Receiver<(i64, String)>>, StoreError>>
+    + Send;
     /// Applies one router step, all or nothing.
     fn apply(
         &self,
@@ -956,9 +958,13 @@ macro_rules! store_impl {
                     streams.sort();
                     streams.dedup();
                     for s in streams {
+                        // "SEQ STREAM": the stream's newest event, so that a node that sent it
+                        // already reads nothing again.
                         let q = queries.next("SELECT CAST('notice' AS TEXT), CAST(0 AS BIGINT) FROM (SELECT pg_notify(");
                         q.push_bind(STREAMS_CHANNEL)
-                            .push(", ")
+                            .push(", (SELECT CAST(max(seq) AS TEXT) FROM stream_events WHERE stream = ")
+                            .push_bind(s.clone())
+                            .push(") || ' ' || ")
                             .push_bind(s.clone())
                             .push(")) AS n");
                     }
@@ -1537,7 +1543,7 @@ macro_rules! store_impl {
                     .collect())
             }
 
-            async fn stream_notices(&self) -> Result<Option<tokio::sync::mpsc::Receiver<String>>, StoreError> {
+            async fn stream_notices(&self) -> Result<Option<tokio::sync::mpsc::Receiver<(i64, String)>>, StoreError> {
                 self.notices().await
             }
 
@@ -1558,17 +1564,20 @@ macro_rules! store_impl {
                             return;
                         }
                     };
-                    let taken = sqlx::query("SELECT pg_advisory_lock($1)")
-                        .bind(ROUTING_LOCK_KEY)
-                        .execute(&mut *conn)
-                        .await;
-                    let version = match taken {
-                        Ok(_) => sqlx::query_scalar::<_, i64>("SELECT version FROM routing_version WHERE id = 1")
-                            .fetch_one(&mut *conn)
-                            .await
-                            .map_err(StoreError::from),
-                        Err(e) => Err(e.into()),
-                    };
+                    // One trip: two statements, the second with a snapshot taken once the
+                    // lock is held.
+                    let version = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                        "SELECT pg_advisory_lock({ROUTING_LOCK_KEY}); \
+                         SELECT version FROM routing_version WHERE id = 1"
+                    )))
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(StoreError::from)
+                    .and_then(|rows| {
+                        use sqlx::Row as _;
+                        let row = rows.last().ok_or(StoreError::Closed)?;
+                        Ok(row.try_get::<i64, _>(0)?)
+                    });
                     if locked.send(version).is_ok() {
                         // Held until the caller drops its guard.
                         let _ = released.await;
@@ -1749,7 +1758,9 @@ impl SqliteStore {
     }
 
     /// One node owns a SQLite file: no other node's streams to hear of.
-    async fn notices(&self) -> Result<Option<tokio::sync::mpsc::Receiver<String>>, StoreError> {
+    async fn notices(
+        &self,
+    ) -> Result<Option<tokio::sync::mpsc::Receiver<(i64, String)>>, StoreError> {
         Ok(None)
     }
 }
@@ -1785,7 +1796,9 @@ impl PgStore {
     /// Listens on [`STREAMS_CHANNEL`]. If the connection drops, sqlx connects again; notices
     /// sent meanwhile are lost to the live streams (a client that reconnects with
     /// `Last-Event-ID` still gets them from the store).
-    async fn notices(&self) -> Result<Option<tokio::sync::mpsc::Receiver<String>>, StoreError> {
+    async fn notices(
+        &self,
+    ) -> Result<Option<tokio::sync::mpsc::Receiver<(i64, String)>>, StoreError> {
         let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
         listener.listen(STREAMS_CHANNEL).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(1024);
@@ -1793,7 +1806,14 @@ impl PgStore {
             loop {
                 match listener.recv().await {
                     Ok(n) => {
-                        if tx.send(n.payload().to_string()).await.is_err() {
+                        let Some((seq, stream)) = n
+                            .payload()
+                            .split_once(' ')
+                            .and_then(|(q, s)| Some((q.parse().ok()?, s.to_string())))
+                        else {
+                            continue;
+                        };
+                        if tx.send((seq, stream)).await.is_err() {
                             return;
                         }
                     }
