@@ -1582,7 +1582,6 @@ impl<S: Store> App<S> {
     }
 }
 
-/// Runs the node's timers until the process ends.
 /// Where nodes share the store: forwards the other nodes' stream notices to this node's live
 /// streams, which then read the new events from the store.
 pub(crate) async fn spawn_notices<S: Store>(
@@ -1606,6 +1605,7 @@ pub(crate) async fn spawn_notices<S: Store>(
     })))
 }
 
+/// Runs the node's timers until the process ends.
 pub(crate) fn spawn_timers<S: Store>(app: App<S>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
