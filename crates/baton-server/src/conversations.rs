@@ -393,6 +393,48 @@ fn open_handoff(known: &Known, d: &Decision) -> Option<String> {
     }
 }
 
+/// What a decision answers with: the handoff it creates (a new id), the ETA promised for it,
+/// its signals as JSON (for the answer and the stored trace) and the answer's body.
+struct Answer {
+    handoff_id: Option<String>,
+    eta: Option<u64>,
+    signals_json: Box<serde_json::value::RawValue>,
+    response: String,
+}
+
+async fn answer<S: Store>(
+    app: &App<S>,
+    known: &Known,
+    view: &ConversationView,
+    decision: &Decision,
+) -> Answer {
+    let handoff_id = decision
+        .brief
+        .is_some()
+        .then(|| uuid::Uuid::now_v7().to_string());
+    let shown_id = handoff_id.clone().or_else(|| open_handoff(known, decision));
+    let eta = match handoff_id.as_deref() {
+        Some(h) if decision.state == baton_core::decide::State::Queued => {
+            app.estimate_eta(&baton_core::routing::facts_of(h, decision, view))
+                .await
+        }
+        _ => None,
+    };
+    let signals_json = wire::signals_json(decision);
+    let response = wire::text(&wire::decision_out(
+        decision,
+        &signals_json,
+        shown_id.as_deref(),
+        eta,
+    ));
+    Answer {
+        handoff_id,
+        eta,
+        signals_json,
+        response,
+    }
+}
+
 /// How many times a write is decided again after losing a race to another entry.
 const ATTEMPTS: usize = 16;
 
@@ -517,27 +559,12 @@ pub(crate) async fn post_turn<S: Store>(
             Err(DecideError::Conflict { .. }) if attempt == 0 => continue,
             Err(e) => return Err(conflict(e)),
         };
-        let handoff_id = decision
-            .brief
-            .is_some()
-            .then(|| uuid::Uuid::now_v7().to_string());
-        let shown_id = handoff_id
-            .clone()
-            .or_else(|| open_handoff(&known, &decision));
-        let eta = match handoff_id.as_deref() {
-            Some(h) if decision.state == baton_core::decide::State::Queued => {
-                app.estimate_eta(&baton_core::routing::facts_of(h, &decision, &view))
-                    .await
-            }
-            _ => None,
-        };
-        let signals_json = wire::signals_json(&decision);
-        let response = wire::text(&wire::decision_out(
-            &decision,
-            &signals_json,
-            shown_id.as_deref(),
+        let Answer {
+            handoff_id,
             eta,
-        ));
+            signals_json,
+            response,
+        } = answer(&app, &known, &view, &decision).await;
         let signals = decision
             .turn_signals
             .as_ref()
@@ -940,27 +967,12 @@ pub(crate) async fn post_handoff<S: Store>(
             Err(DecideError::Conflict { .. }) if attempt == 0 => continue,
             Err(e) => return Err(conflict(e)),
         };
-        let handoff_id = decision
-            .brief
-            .is_some()
-            .then(|| uuid::Uuid::now_v7().to_string());
-        let shown_id = handoff_id
-            .clone()
-            .or_else(|| open_handoff(&known, &decision));
-        let eta = match handoff_id.as_deref() {
-            Some(h) if decision.state == baton_core::decide::State::Queued => {
-                app.estimate_eta(&baton_core::routing::facts_of(h, &decision, &known.view))
-                    .await
-            }
-            _ => None,
-        };
-        let signals_json = wire::signals_json(&decision);
-        let response = wire::text(&wire::decision_out(
-            &decision,
-            &signals_json,
-            shown_id.as_deref(),
+        let Answer {
+            handoff_id,
             eta,
-        ));
+            signals_json,
+            response,
+        } = answer(&app, &known, &known.view, &decision).await;
         let write = Write {
             id: &id,
             known: &known,
