@@ -7,12 +7,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use baton_detect::{Authority, Detector, Role, Signals, Turn};
 use jiff::Timestamp;
 
 use crate::brief::{Brief, build_brief};
-use crate::expr::{Layered, Shared, Val, val};
+use crate::expr::{Fact, Facts, Lookup, Val, val};
 use crate::policy::{Action, Policy};
 
 /// Who owns the conversation (SPEC §2).
@@ -347,146 +349,165 @@ impl fmt::Display for DecideError {
 
 impl std::error::Error for DecideError {}
 
-/// `lead`: the qualification facts and the criteria so far, without the score, which
-/// [`Layered::bind_double`] adds (scoring reads `lead` with a score of 0, triggers with the
-/// score scoring gave), so the map is built once for both.
-fn lead_value(sig: &Signals, criteria: &[(String, bool)]) -> Shared {
-    let q = &sig.qualification;
-    let budget = val::object(vec![
-        ("known", val::bool(q.budget.is_some())),
-        (
-            "amount",
-            val::double(q.budget.as_ref().map_or(0.0, |b| b.amount)),
-        ),
-        (
-            "currency",
-            val::string(q.budget.as_ref().and_then(|b| b.currency).unwrap_or("")),
-        ),
-        (
-            "period",
-            val::string(q.budget.as_ref().and_then(|b| b.period).unwrap_or("")),
-        ),
-    ]);
-    let timeline = val::object(vec![
-        ("known", val::bool(q.timeline.is_some())),
-        ("days", val::int(q.timeline.as_ref().map_or(-1, |t| t.days))),
-    ]);
-    let crit = val::object(
-        criteria
-            .iter()
-            .map(|(k, v)| (k.as_str(), val::bool(*v)))
-            .collect(),
-    );
-    crate::expr::shared(vec![
-        ("budget", budget),
-        ("timeline", timeline),
-        ("authority", val::string(q.authority.as_str())),
-        (
-            "company_size",
-            val::int(q.company_size.as_ref().map_or(0, |c| c.employees as i64)),
-        ),
-        ("criteria", crit),
-    ])
+/// The evaluation context of SPEC §4 for one turn, read when an expression reads it
+/// ([`Facts`]): a decision builds only the values its policy's conditions read.
+/// `lead.criteria` is set once qualification has run and `lead.score` once scoring has (0
+/// before), since scoring reads the criteria and triggers read the score.
+struct TurnFacts<'a> {
+    view: &'a ConversationView,
+    turn: &'a NewTurn,
+    sig: &'a Signals,
+    now: Timestamp,
+    criteria: OnceLock<Vec<(String, bool)>>,
+    /// The score's bits (`f64::to_bits`).
+    score: AtomicU64,
+    /// Read by many conditions: built once.
+    intents: OnceLock<Val>,
+    topics: OnceLock<Val>,
 }
 
-/// The evaluation context of SPEC §4 for one turn.
-fn context(
-    view: &ConversationView,
-    turn: &NewTurn,
-    sig: &Signals,
-    score: f64,
-    criteria: &[(String, bool)],
-    now: Timestamp,
-) -> Vec<(String, Val)> {
-    let c = &sig.conversation;
-    let confidence = turn
-        .bot
-        .as_ref()
-        .and_then(|b| b.confidence)
-        .or(view.bot_confidence)
-        .unwrap_or(1.0);
-    let signals = val::object(vec![
-        ("human_request", val::bool(sig.human_request)),
-        ("frustration", val::bool(sig.frustration)),
-        ("frustration_score", val::double(sig.frustration_score)),
-        ("confusion", val::bool(sig.confusion)),
-        ("loop", val::bool(sig.looping)),
-        ("sentiment", val::double(sig.sentiment)),
-        ("sentiment_trend", val::double(c.sentiment_trend)),
-        ("intents", val::strings(&sig.intents)),
-        ("topics", val::strings(&sig.topics)),
-        (
-            "bot_fallbacks_in_row",
-            val::int(c.bot_fallbacks_in_row as i64),
-        ),
-        ("bot_fallbacks", val::int(c.bot_fallbacks as i64)),
-        ("bot_confidence", val::double(confidence)),
-        (
-            "unanswered_questions",
-            val::int(c.unanswered_questions as i64),
-        ),
-        ("repeated_questions", val::int(c.repeated_questions as i64)),
-    ]);
-    let first = view.turns.first().map_or(now, |t| t.at);
-    let conversation = val::object(vec![
-        ("turns", val::int(view.turns.len() as i64 + 1)),
-        ("user_turns", val::int(c.user_turns as i64)),
-        (
-            "duration_seconds",
-            val::int(now.duration_since(first).as_secs().max(0)),
-        ),
-        ("page", val::string(view.page.as_deref().unwrap_or(""))),
-        ("pages_viewed", val::strings(&view.pages_viewed)),
-        ("source", val::string(view.source.as_deref().unwrap_or(""))),
-        (
-            "campaign",
-            val::string(view.campaign.as_deref().unwrap_or("")),
-        ),
-        (
-            "referrer",
-            val::string(view.referrer.as_deref().unwrap_or("")),
-        ),
-        ("forms", val::strings(&view.forms)),
-        ("custom", val::string_map(&view.custom)),
-    ]);
-    let get =
-        |m: &HashMap<String, String>, k: &str| val::string(m.get(k).map_or("", String::as_str));
-    let contact = val::object(
-        CONTACT_FIELDS
-            .iter()
-            .map(|k| (*k, get(&view.contact, k)))
-            .collect(),
-    );
-    let account = val::object(vec![
-        ("tier", get(&view.account, "tier")),
-        ("custom", val::string_map(&view.account)),
-    ]);
-    let role = if turn.role == Role::Bot {
-        "bot"
-    } else {
-        "user"
-    };
-    let turn_v = val::object(vec![
-        ("role", val::string(role)),
-        ("text", val::string(&turn.text)),
-        ("index", val::int(view.turns.len() as i64)),
-    ]);
-    let now_v = val::object(vec![
-        ("unix", val::int(now.as_second())),
-        ("iso", val::string(&now.to_string())),
-    ]);
-    vec![
-        ("signals".into(), signals),
-        (
-            "lead".into(),
-            Layered::bind_double(&lead_value(sig, criteria), "score", score),
-        ),
-        ("conversation".into(), conversation),
-        ("contact".into(), contact),
-        ("account".into(), account),
-        ("turn".into(), turn_v),
-        ("now".into(), now_v),
-    ]
+impl<'a> TurnFacts<'a> {
+    fn new(
+        view: &'a ConversationView,
+        turn: &'a NewTurn,
+        sig: &'a Signals,
+        now: Timestamp,
+    ) -> TurnFacts<'a> {
+        TurnFacts {
+            view,
+            turn,
+            sig,
+            now,
+            criteria: OnceLock::new(),
+            score: AtomicU64::new(0f64.to_bits()),
+            intents: OnceLock::new(),
+            topics: OnceLock::new(),
+        }
+    }
+
+    fn signals(&self, field: &str) -> Option<Fact<'_>> {
+        let sig = self.sig;
+        let c = &sig.conversation;
+        let v = match field {
+            "human_request" => val::bool(sig.human_request),
+            "frustration" => val::bool(sig.frustration),
+            "frustration_score" => val::double(sig.frustration_score),
+            "confusion" => val::bool(sig.confusion),
+            "loop" => val::bool(sig.looping),
+            "sentiment" => val::double(sig.sentiment),
+            "sentiment_trend" => val::double(c.sentiment_trend),
+            "intents" => {
+                let list = self.intents.get_or_init(|| val::strings(&sig.intents));
+                return Some(Fact::Borrowed(list.as_ref()));
+            }
+            "topics" => {
+                let list = self.topics.get_or_init(|| val::strings(&sig.topics));
+                return Some(Fact::Borrowed(list.as_ref()));
+            }
+            "bot_fallbacks_in_row" => val::int(c.bot_fallbacks_in_row as i64),
+            "bot_fallbacks" => val::int(c.bot_fallbacks as i64),
+            "bot_confidence" => val::double(
+                self.turn
+                    .bot
+                    .as_ref()
+                    .and_then(|b| b.confidence)
+                    .or(self.view.bot_confidence)
+                    .unwrap_or(1.0),
+            ),
+            "unanswered_questions" => val::int(c.unanswered_questions as i64),
+            "repeated_questions" => val::int(c.repeated_questions as i64),
+            _ => return None,
+        };
+        Some(Fact::Owned(v))
+    }
+
+    fn lead(&self, field: &str) -> Option<Val> {
+        let q = &self.sig.qualification;
+        let budget = q.budget.as_ref();
+        Some(match field {
+            "score" => val::double(f64::from_bits(self.score.load(Ordering::Relaxed))),
+            "budget.known" => val::bool(budget.is_some()),
+            "budget.amount" => val::double(budget.map_or(0.0, |b| b.amount)),
+            "budget.currency" => val::string(budget.and_then(|b| b.currency).unwrap_or("")),
+            "budget.period" => val::string(budget.and_then(|b| b.period).unwrap_or("")),
+            "timeline.known" => val::bool(q.timeline.is_some()),
+            "timeline.days" => val::int(q.timeline.as_ref().map_or(-1, |t| t.days)),
+            "authority" => val::string(q.authority.as_str()),
+            "company_size" => val::int(q.company_size.as_ref().map_or(0, |c| c.employees as i64)),
+            // The criteria evaluated so far (none before qualification).
+            "criteria" => val::object(
+                self.criteria
+                    .get()
+                    .map_or(&[][..], Vec::as_slice)
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), val::bool(*v)))
+                    .collect(),
+            ),
+            _ => {
+                let name = field.strip_prefix("criteria.")?;
+                let (_, met) = self.criteria.get()?.iter().find(|(k, _)| k == name)?;
+                val::bool(*met)
+            }
+        })
+    }
+
+    fn conversation(&self, field: &str) -> Option<Val> {
+        let view = self.view;
+        let opt = |s: &Option<String>| val::string(s.as_deref().unwrap_or(""));
+        Some(match field {
+            "turns" => val::int(view.turns.len() as i64 + 1),
+            "user_turns" => val::int(self.sig.conversation.user_turns as i64),
+            "duration_seconds" => {
+                let first = view.turns.first().map_or(self.now, |t| t.at);
+                val::int(self.now.duration_since(first).as_secs().max(0))
+            }
+            "page" => opt(&view.page),
+            "pages_viewed" => val::strings(&view.pages_viewed),
+            "source" => opt(&view.source),
+            "campaign" => opt(&view.campaign),
+            "referrer" => opt(&view.referrer),
+            "forms" => val::strings(&view.forms),
+            "custom" => val::string_map(&view.custom),
+            _ => return None,
+        })
+    }
+}
+
+impl Facts for TurnFacts<'_> {
+    fn get(&self, path: &str) -> Option<Fact<'_>> {
+        // A top-level name alone is an object, which `Lookup` builds from its fields.
+        let (head, field) = path.split_once('.')?;
+        let get =
+            |m: &HashMap<String, String>, k: &str| val::string(m.get(k).map_or("", String::as_str));
+        let v = match head {
+            "signals" => return self.signals(field),
+            "lead" => self.lead(field)?,
+            "conversation" => self.conversation(field)?,
+            "contact" if CONTACT_FIELDS.contains(&field) => get(&self.view.contact, field),
+            "account" => match field {
+                "tier" => get(&self.view.account, "tier"),
+                "custom" => val::string_map(&self.view.account),
+                _ => return None,
+            },
+            "turn" => match field {
+                "role" => val::string(if self.turn.role == Role::Bot {
+                    "bot"
+                } else {
+                    "user"
+                }),
+                "text" => val::string(&self.turn.text),
+                "index" => val::int(self.view.turns.len() as i64),
+                _ => return None,
+            },
+            "now" => match field {
+                "unix" => val::int(self.now.as_second()),
+                "iso" => val::string(&self.now.to_string()),
+                _ => return None,
+            },
+            _ => return None,
+        };
+        Some(Fact::Owned(v))
+    }
 }
 
 /// Fills a message's `{eta}`: "in about N minutes" from a live estimate, "shortly" without one
@@ -739,11 +760,12 @@ fn evaluate(
     // Qualification, then scoring, then triggers: each stage can read the one before.
     // One scope per decision; `lead` is rebound after each stage, since scoring reads the
     // criteria and triggers read the score.
-    let Ok(mut sc) = policy.compiler.scope(
-        context(view, turn, &signals, 0.0, &[], now),
-        policy.calendars.clone(),
-        now,
-    ) else {
+    let facts = Lookup::new(&policy.compiler, TurnFacts::new(view, turn, &signals, now));
+    let Ok(sc) = policy
+        .compiler
+        .scope_over(&facts, policy.calendars.clone(), now)
+    else {
+        drop(facts);
         decision.signals = signals;
         decision.turn_signals = turn_signals;
         return Ok(decision);
@@ -758,33 +780,33 @@ fn evaluate(
         None => (&policy.qualification, &policy.triggers),
     };
     decision.segment = segment.map(|s| s.id.clone());
-    let (criteria, score) = lead_stages(policy, qualification, &mut sc, &signals);
+    let (criteria, score) = lead_stages(policy, qualification, &sc, &facts.facts);
     decision.criteria = criteria;
     decision.lead_score = score;
     // In a later stint, what was already true on the facts known before (no new request,
     // intent, topic or loop) was answered then: such a trigger waits for something new. The
     // facts-only scope is built the first time a trigger holds, not on every turn.
+    let base_signals = std::cell::OnceCell::new();
+    let base_facts = std::cell::OnceCell::new();
     let base_scope = || {
-        let base = Signals {
+        let base = base_signals.get_or_init(|| Signals {
             qualification: signals.qualification.clone(),
             conversation: baton_detect::ConversationSignals {
                 user_turns: signals.conversation.user_turns,
                 ..Default::default()
             },
             ..Signals::default()
-        };
-        let mut b = policy
+        });
+        let facts = base_facts
+            .get_or_init(|| Lookup::new(&policy.compiler, TurnFacts::new(view, turn, base, now)));
+        let b = policy
             .compiler
-            .scope(
-                context(view, turn, &base, 0.0, &[], now),
-                policy.calendars.clone(),
-                now,
-            )
+            .scope_over(facts, policy.calendars.clone(), now)
             .ok()?;
-        lead_stages(policy, qualification, &mut b, &base);
+        lead_stages(policy, qualification, &b, &facts.facts);
         Some(b)
     };
-    let mut standing: Option<Option<crate::expr::Scope>> = None;
+    let mut standing: Option<Option<crate::expr::Scope<'_>>> = None;
 
     let user_turns = signals.conversation.user_turns as u32;
     let mut chosen: Option<usize> = None;
@@ -905,19 +927,23 @@ fn evaluate(
             }
         }
     }
+    // The scopes borrow the signals.
+    drop(standing);
+    drop(sc);
+    drop(facts);
     decision.signals = signals;
     decision.turn_signals = turn_signals;
     Ok(decision)
 }
 
-/// Qualification, then scoring, in `sc`: the criteria as evaluated and the lead score.
-/// `lead` is bound in `sc` after each stage, since scoring reads the criteria and triggers
-/// read the score.
+/// Qualification, then scoring, in `sc`: the criteria as evaluated and the lead score, each
+/// set in `facts` after its stage, since scoring reads the criteria and triggers read the
+/// score.
 fn lead_stages(
     policy: &Policy,
     qualification: &[crate::policy::Criterion],
-    sc: &mut crate::expr::Scope,
-    signals: &Signals,
+    sc: &crate::expr::Scope<'_>,
+    facts: &TurnFacts<'_>,
 ) -> (Vec<CriterionEval>, f64) {
     let mut evals = Vec::with_capacity(qualification.len());
     let mut criteria: Vec<(String, bool)> = Vec::with_capacity(qualification.len());
@@ -929,15 +955,15 @@ fn lead_stages(
         });
         criteria.push((c.name.clone(), met.unwrap_or(false)));
     }
-    let lead = lead_value(signals, &criteria);
-    sc.set("lead", Layered::bind_double(&lead, "score", 0.0));
+    // Each facts go through these stages once.
+    let _ = facts.criteria.set(criteria);
     let mut score = 0.0;
     for r in &policy.scoring {
         if sc.eval_bool(&r.when).unwrap_or(false) {
             score += r.points;
         }
     }
-    sc.set("lead", Layered::bind_double(&lead, "score", score));
+    facts.score.store(score.to_bits(), Ordering::Relaxed);
     (evals, score)
 }
 

@@ -307,13 +307,88 @@ impl fmt::Display for EvalError {
 
 impl std::error::Error for EvalError {}
 
-/// The values of one evaluation: the context's names, and the calendars `hours.open` reads at
-/// the instant `now`. Build one per decision and evaluate every expression in it.
-pub struct Scope {
-    ctx: cel::Context<'static, 'static>,
+/// A value of the context as an expression reads it from [`Facts`]: borrowed when the facts
+/// keep it (a list read by several conditions), owned when built for the read.
+pub type Fact<'a> = cel::common::value::CowVal<'a, 'a>;
+
+/// The context's values, read on demand: an expression that reads `signals.human_request` asks
+/// for that path and nothing else is built. Binding every name to a map built before each
+/// decision cost more than evaluating the conditions (the decide issue's profile).
+pub trait Facts: Send + Sync {
+    /// The value at a dotted path (`signals.intents`, `lead.criteria.budget_ok`), or `None`
+    /// for a path these facts do not answer. An object of the schema (`signals`, `lead.budget`)
+    /// that is not answered here is built by [`Lookup`] from its fields.
+    fn get(&self, path: &str) -> Option<Fact<'_>>;
 }
 
-impl Scope {
+/// [`Facts`] with the schema that says which paths are objects, ready to bind in a scope
+/// ([`Compiler::scope_over`]).
+pub struct Lookup<'a, F> {
+    pub facts: F,
+    root: &'a Object,
+}
+
+impl<'a, F: Facts> Lookup<'a, F> {
+    pub fn new(compiler: &'a Compiler, facts: F) -> Lookup<'a, F> {
+        Lookup {
+            facts,
+            root: &compiler.schema.root,
+        }
+    }
+
+    /// The schema's object at `path`, if that path names one.
+    fn object(&self, path: &str) -> Option<&'a Object> {
+        let mut obj = self.root;
+        for segment in path.split('.') {
+            match obj.fields.get(segment) {
+                Some((Type::Object(o), _)) => obj = o,
+                _ => return None,
+            }
+        }
+        Some(obj)
+    }
+
+    /// An object read as a whole (`has(signals.loop)`, `signals` as a value): a map of the
+    /// fields the facts answer.
+    fn build(&self, path: &str, obj: &Object) -> Box<dyn cel::common::value::Val + '_> {
+        use cel::common::types::{CelMap, CelMapKey};
+        let mut m =
+            std::collections::HashMap::<CelMapKey<'_>, Box<dyn cel::common::value::Val + '_>>::new(
+            );
+        for (name, (ty, _)) in &obj.fields {
+            let sub = format!("{path}.{name}");
+            let value = match self.facts.get(&sub) {
+                Some(v) => Some(v.into_owned()),
+                None => match ty {
+                    Type::Object(o) => Some(self.build(&sub, o)),
+                    _ => None,
+                },
+            };
+            if let Some(v) = value {
+                m.insert(CelMapKey::from(name.clone()), v);
+            }
+        }
+        Box::new(CelMap::from(m))
+    }
+}
+
+impl<F: Facts> cel::context::VariableResolver for Lookup<'_, F> {
+    fn resolve<'b>(&'b self, variable: &str) -> Option<cel::common::value::CowVal<'b, 'b>> {
+        if let Some(v) = self.facts.get(variable) {
+            return Some(v);
+        }
+        let obj = self.object(variable)?;
+        Some(cel::common::value::CowVal::Owned(self.build(variable, obj)))
+    }
+}
+
+/// The values of one evaluation: the context's names, and the calendars `hours.open` reads at
+/// the instant `now`. Build one per decision and evaluate every expression in it.
+pub struct Scope<'v> {
+    ctx: cel::Context<'v, 'v>,
+}
+
+impl Scope<'_> {
     /// Binds (or rebinds) a top-level name, for stages that read the one before.
     pub fn set(&mut self, name: &str, value: Val) {
         self.ctx.add_variable_as_val(name, value);
@@ -376,12 +451,8 @@ impl Compiler {
         values: impl IntoIterator<Item = (String, Val)>,
         calendars: Arc<BTreeMap<String, crate::hours::Calendar>>,
         now: jiff::Timestamp,
-    ) -> Result<Scope, EvalError> {
-        let mut ctx = cel::Context::with_env(self.env.clone());
-        ctx.add_function("hours.open", move |name: Arc<String>| {
-            calendars.get(name.as_str()).is_some_and(|c| c.is_open(now))
-        })
-        .map_err(|e| EvalError(format!("hours.open: {e}")))?;
+    ) -> Result<Scope<'static>, EvalError> {
+        let mut ctx = self.context(calendars, now)?;
         ctx.add_variable_from_value(
             "hours",
             cel::Value::Map(std::collections::HashMap::<String, cel::Value>::new().into()),
@@ -390,6 +461,32 @@ impl Compiler {
             ctx.add_variable_as_val(k, v);
         }
         Ok(Scope { ctx })
+    }
+
+    /// A scope that reads the context's values from `facts` when an expression reads them,
+    /// with `hours.open(name)` answering for `now` from `calendars`.
+    pub fn scope_over<'v, F: Facts>(
+        &self,
+        facts: &'v Lookup<'_, F>,
+        calendars: Arc<BTreeMap<String, crate::hours::Calendar>>,
+        now: jiff::Timestamp,
+    ) -> Result<Scope<'v>, EvalError> {
+        let mut ctx = self.context(calendars, now)?;
+        ctx.set_variable_resolver(facts);
+        Ok(Scope { ctx })
+    }
+
+    fn context<'v>(
+        &self,
+        calendars: Arc<BTreeMap<String, crate::hours::Calendar>>,
+        now: jiff::Timestamp,
+    ) -> Result<cel::Context<'v, 'v>, EvalError> {
+        let mut ctx = cel::Context::with_env(self.env.clone());
+        ctx.add_function("hours.open", move |name: Arc<String>| {
+            calendars.get(name.as_str()).is_some_and(|c| c.is_open(now))
+        })
+        .map_err(|e| EvalError(format!("hours.open: {e}")))?;
+        Ok(ctx)
     }
 
     /// Parses and checks `source`; with `want`, the result must have that type (or be `dyn`).

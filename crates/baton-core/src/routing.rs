@@ -979,7 +979,7 @@ mod tests {
         }
     }
 
-    fn scope(c: &Compiler, language: &str) -> Scope {
+    fn scope(c: &Compiler, language: &str) -> Scope<'static> {
         let h = HandoffFacts {
             language: language.into(),
             ..HandoffFacts::default()

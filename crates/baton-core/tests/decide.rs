@@ -563,3 +563,111 @@ fn a_topic_or_intent_the_detectors_never_give_is_an_error() {
         "{err}"
     );
 }
+
+/// One condition per part of SPEC §4's context, each true on the view below: the values are
+/// read when a condition reads them, so each path is read here at least once, as a field, as
+/// an object (`has`) and inside a comprehension.
+const EVERY_FIELD: &str = r#"
+version = 1
+[qualification]
+budget_ok = "lead.budget.amount >= 10000.0"
+before_qualification = "!has(lead.criteria.budget_ok) && lead.score == 0.0"
+[scoring]
+both = { when = "lead.criteria.budget_ok && lead.criteria.before_qualification && lead.score == 0.0", points = 10 }
+[[trigger]]
+id = "signals"
+when = "!signals.human_request && !signals.frustration && signals.frustration_score >= 0.0 && !signals.confusion && !signals.loop && signals.sentiment >= -1.0 && signals.sentiment_trend >= -2.0 && signals.bot_fallbacks_in_row == 0 && signals.bot_fallbacks == 0 && signals.bot_confidence == 0.4 && signals.unanswered_questions >= 0 && signals.repeated_questions == 0"
+reason = "r"
+priority = 1
+action = "nurture"
+[[trigger]]
+id = "lists"
+when = "'pricing' in signals.intents && signals.intents.exists(i, i == 'pricing') && size(signals.topics) == 0 && !('billing' in signals.topics)"
+reason = "r"
+priority = 1
+action = "nurture"
+[[trigger]]
+id = "objects"
+when = "has(signals.loop) && has(lead.budget.amount) && has(contact.email) && lead.budget.amount == 40000.0 && has(lead.criteria.before_qualification)"
+reason = "r"
+priority = 1
+action = "nurture"
+[[trigger]]
+id = "lead"
+when = "lead.score == 10.0 && lead.criteria.budget_ok && lead.budget.known && lead.budget.currency == 'USD' && lead.budget.period == 'year' && !lead.timeline.known && lead.timeline.days == -1 && lead.authority == 'unknown' && lead.company_size == 0"
+reason = "r"
+priority = 1
+action = "nurture"
+[[trigger]]
+id = "contact_account"
+when = "contact.email == 'ada@example.com' && contact.name == '' && account.tier == 'pro' && account.custom['region'] == 'eu' && account.custom.tier == 'pro'"
+reason = "r"
+priority = 1
+action = "nurture"
+[[trigger]]
+id = "conversation"
+when = "conversation.turns == 2 && conversation.user_turns == 2 && conversation.duration_seconds == 60 && conversation.page == '/pricing' && '/home' in conversation.pages_viewed && conversation.source == 'ads' && conversation.campaign == '' && conversation.referrer == '' && size(conversation.forms) == 0 && conversation.custom.plan == 'pro'"
+reason = "r"
+priority = 1
+action = "nurture"
+[[trigger]]
+id = "turn_now"
+when = "turn.role == 'user' && turn.text == 'Our budget is $40,000 a year, what does it cost?' && turn.index == 1 && now.unix == 1795446000 && now.iso == '2026-11-23T15:00:00Z'"
+reason = "r"
+priority = 1
+action = "nurture"
+[[trigger]]
+id = "false"
+when = "signals.human_request"
+reason = "r"
+priority = 1
+action = "nurture"
+"#;
+
+#[test]
+fn every_field_of_the_context_reads_as_documented() {
+    let policy = Policy::load("every_field.toml", EVERY_FIELD).expect("valid");
+    let now = monday_afternoon();
+    let mut view = ConversationView::new();
+    view.turns.push(PastTurn {
+        role: Role::User,
+        text: "hello".into(),
+        at: now - SignedDuration::from_secs(60),
+        signals: None,
+    });
+    view.contact
+        .insert("email".into(), "ada@example.com".into());
+    view.account.insert("tier".into(), "pro".into());
+    view.account.insert("region".into(), "eu".into());
+    view.page = Some("/pricing".into());
+    view.pages_viewed = vec!["/home".into(), "/pricing".into()];
+    view.source = Some("ads".into());
+    view.custom.insert("plan".into(), "pro".into());
+    view.bot_confidence = Some(0.4);
+    let turn = user("Our budget is $40,000 a year, what does it cost?");
+    let d = decide(&policy, &DETECTOR, &view, &turn, now).expect("decision");
+    let values: Vec<(&str, Option<bool>, Option<&str>)> = d
+        .triggers
+        .iter()
+        .map(|t| (t.id.as_str(), t.value, t.note.as_deref()))
+        .collect();
+    let expected: Vec<(&str, Option<bool>, Option<&str>)> = [
+        "signals",
+        "lists",
+        "objects",
+        "lead",
+        "contact_account",
+        "conversation",
+        "turn_now",
+    ]
+    .into_iter()
+    .map(|id| (id, Some(true), None))
+    .chain([("false", Some(false), None)])
+    .collect();
+    assert_eq!(values, expected);
+    assert_eq!(d.lead_score, 10.0);
+    assert_eq!(
+        d.criteria.iter().map(|c| c.met).collect::<Vec<_>>(),
+        [Some(true), Some(true)]
+    );
+}
