@@ -758,8 +758,8 @@ fn evaluate(
     }
 
     // Qualification, then scoring, then triggers: each stage can read the one before.
-    // One scope per decision; `lead` is rebound after each stage, since scoring reads the
-    // criteria and triggers read the score.
+    // One scope per decision, over facts that take in `lead.criteria` after qualification
+    // and `lead.score` after scoring.
     let facts = Lookup::new(&policy.compiler, TurnFacts::new(view, turn, &signals, now));
     let Ok(sc) = policy
         .compiler
