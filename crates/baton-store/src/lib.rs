@@ -622,6 +622,36 @@ enum Work {
     Routing(RoutingJob),
 }
 
+/// Most rows one multi-row statement of a router step lists (SQLite allows 32,766 arguments
+/// in a statement, PostgreSQL 65,535).
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// `rows` in rounds for multi-row statements: each round holds each key at most once (a row
+/// changed twice in one statement would take either change), a key's rows go in their order
+/// to ever later rounds, and no round is longer than [`ROWS_PER_STATEMENT`].
+fn rounds<'a, T>(rows: &'a [T], key: impl Fn(&'a T) -> &'a str) -> Vec<Vec<&'a T>> {
+    let mut out: Vec<Vec<&T>> = Vec::new();
+    let mut seen: Vec<std::collections::HashSet<&str>> = Vec::new();
+    for row in rows {
+        let k = key(row);
+        // After the last round that holds this key.
+        let after = seen
+            .iter()
+            .rposition(|s| s.contains(k))
+            .map_or(0, |i| i + 1);
+        let at = (after..out.len())
+            .find(|&i| out[i].len() < ROWS_PER_STATEMENT)
+            .unwrap_or(out.len());
+        if at == out.len() {
+            out.push(Vec::new());
+            seen.push(std::collections::HashSet::new());
+        }
+        out[at].push(row);
+        seen[at].insert(k);
+    }
+    out
+}
+
 /// `sql`, opened by `begin` if it is still to be sent (then taken).
 fn opening(begin: &mut Option<&str>, sql: &str) -> String {
     match begin.take() {
@@ -869,32 +899,38 @@ macro_rules! store_impl {
                 if !$sqlite {
                     queries.next(BUMP_ROUTING_VERSION);
                 }
-                for s in &c.conversations {
-                    let q = queries.next("UPDATE conversations SET state = ");
-                    q.push_bind(s.state.clone())
-                        .push(", epoch = ")
-                        .push_bind(s.epoch)
-                        .push(", updated_at = ")
-                        .push_bind(c.at.clone())
-                        .push(" WHERE id = ")
-                        .push_bind(s.conversation_id.clone())
-                        .push(" AND epoch = ")
-                        .push_bind(s.expected_epoch)
-                        .push(" RETURNING CAST('conversation' AS TEXT), CAST(0 AS BIGINT)");
+                // A statement per kind of change (and per round, a round holding each row at
+                // most once, in order), not per row: a step that scheduled a few hundred
+                // handoffs at once took a statement per row, each prepared anew, and held
+                // the writer (and every turn behind it) for up to 160 ms.
+                for round in rounds(&c.conversations, |s| s.conversation_id.as_str()) {
+                    let q = queries.next("UPDATE conversations SET state = v.column2, epoch = v.column3, updated_at = v.column4 FROM (");
+                    q.push_values(round, |mut b, s| {
+                        b.push_bind(s.conversation_id.clone())
+                            .push_bind(s.state.clone())
+                            .push_bind(s.epoch)
+                            .push_bind(c.at.clone())
+                            .push_bind(s.expected_epoch);
+                    });
+                    q.push(
+                        ") AS v WHERE conversations.id = v.column1 AND conversations.epoch = v.column5 \
+                         RETURNING CAST('conversation' AS TEXT), CAST(0 AS BIGINT)",
+                    );
                 }
-                for h in &c.handoffs {
-                    let q = queries.next("UPDATE handoffs SET state = ");
-                    q.push_bind(h.state.clone())
-                        .push(", routing = ")
-                        .push_bind(h.routing.clone())
-                        .push(", updated_at = ")
-                        .push_bind(c.at.clone())
-                        .push(", eta_promised = ")
-                        .push_bind(h.eta_promised)
-                        .push(", eta_kept = ")
-                        .push_bind(h.eta_kept.map(i32::from))
-                        .push(" WHERE id = ")
-                        .push_bind(h.id.clone());
+                for round in rounds(&c.handoffs, |h| h.id.as_str()) {
+                    let q = queries.next(
+                        "UPDATE handoffs SET state = v.column2, routing = v.column3, updated_at = v.column4, \
+                         eta_promised = v.column5, eta_kept = v.column6 FROM (",
+                    );
+                    q.push_values(round, |mut b, h| {
+                        b.push_bind(h.id.clone())
+                            .push_bind(h.state.clone())
+                            .push_bind(h.routing.clone())
+                            .push_bind(c.at.clone())
+                            .push_bind(h.eta_promised)
+                            .push_bind(h.eta_kept.map(i32::from));
+                    });
+                    q.push(") AS v WHERE handoffs.id = v.column1");
                 }
                 // One statement per offer, in order: an offer answered and the next one made
                 // in the same step must not meet in one statement (the pending one is unique).
@@ -921,22 +957,26 @@ macro_rules! store_impl {
                         .push(" WHERE id = ")
                         .push_bind(id.clone());
                 }
-                for subject in &c.cancel_timers {
-                    let q = queries.next("UPDATE timers SET fired_ms = -1 WHERE subject = ");
-                    q.push_bind(subject.clone()).push(" AND fired_ms IS NULL");
+                for subjects in c.cancel_timers.chunks(ROWS_PER_STATEMENT) {
+                    let q = queries.next("UPDATE timers SET fired_ms = -1 WHERE fired_ms IS NULL AND subject IN (");
+                    let mut list = q.separated(", ");
+                    for s in subjects {
+                        list.push_bind(s.clone());
+                    }
+                    q.push(")");
                 }
-                if !c.timers.is_empty() {
+                for timers in c.timers.chunks(ROWS_PER_STATEMENT) {
                     let q = queries.next("INSERT INTO timers (id, kind, subject, due_ms) ");
-                    q.push_values(&c.timers, |mut b, t| {
+                    q.push_values(timers, |mut b, t| {
                         b.push_bind(t.id.clone())
                             .push_bind(t.kind.clone())
                             .push_bind(t.subject.clone())
                             .push_bind(t.due_ms);
                     });
                 }
-                if !c.meetings.is_empty() {
+                for meetings in c.meetings.chunks(ROWS_PER_STATEMENT) {
                     let q = queries.next("INSERT INTO meetings (id, handoff_id, rep_id, starts_ms, ends_ms, created_at) ");
-                    q.push_values(&c.meetings, |mut b, m| {
+                    q.push_values(meetings, |mut b, m| {
                         b.push_bind(m.id.clone())
                             .push_bind(m.handoff_id.clone())
                             .push_bind(m.rep_id.clone())
@@ -945,18 +985,18 @@ macro_rules! store_impl {
                             .push_bind(m.created_at.clone());
                     });
                 }
-                // One statement per event, so that each one's sequence number comes back in
-                // order.
-                for (stream, kind, data) in &c.events {
-                    let q = queries.next("INSERT INTO stream_events (stream, kind, data, at) VALUES (");
-                    q.push_bind(stream.clone())
-                        .push(", ")
-                        .push_bind(kind.clone())
-                        .push(", ")
-                        .push_bind(data.clone())
-                        .push(", ")
-                        .push_bind(c.at.clone())
-                        .push(") RETURNING CAST('event' AS TEXT), seq");
+                // The rows of a multi-row insert take their sequence numbers in the order they
+                // are listed, but `RETURNING` gives them in no promised order: they are sorted
+                // below.
+                for events in c.events.chunks(ROWS_PER_STATEMENT) {
+                    let q = queries.next("INSERT INTO stream_events (stream, kind, data, at) ");
+                    q.push_values(events, |mut b, (stream, kind, data)| {
+                        b.push_bind(stream.clone())
+                            .push_bind(kind.clone())
+                            .push_bind(data.clone())
+                            .push_bind(c.at.clone());
+                    });
+                    q.push(" RETURNING CAST('event' AS TEXT), seq");
                 }
                 if !$sqlite {
                     // Delivered at commit to every node listening (the live streams).
@@ -1001,6 +1041,7 @@ macro_rules! store_impl {
                 if claimed != c.conversations.len() {
                     return Ok(Applied::Conflict);
                 }
+                events.sort_unstable();
                 Ok(Applied::Done { events })
             }
 

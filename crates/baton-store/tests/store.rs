@@ -415,6 +415,140 @@ async fn router_steps_in_a_group_conflict_one_by_one<S: Store + Clone>(s: &S) {
     assert_eq!((c.epoch, c.turns.len()), (1, 11));
 }
 
+/// A router step larger than one statement holds (600 conversations moved twice each, 1,200
+/// events, 600 timers cancelled and 600 set) is stored whole and in order: each conversation
+/// ends at its second move, the events' sequence numbers come back in the order they were
+/// listed, and only the new timers are left. One stale compare-and-set stores nothing of it.
+async fn a_large_router_step_is_stored_whole_and_in_order(s: &impl Store) {
+    use baton_store::{Applied, HandoffChange, RoutingChange, StateChange, TimerRow};
+    const N: usize = 600;
+    for i in 0..N {
+        let mut t = turn(&format!("big{i}"), 0, 1, "queued", "a person please");
+        t.handoff = Some((format!("hb{i}"), "{}".into()));
+        assert!(matches!(
+            s.commit(&t).await.expect("commit"),
+            Commit::Done { .. }
+        ));
+    }
+    let timer = |i: usize, kind: &str, due_ms: i64| TimerRow {
+        id: format!("{kind}{i}"),
+        kind: kind.into(),
+        subject: format!("hb{i}"),
+        due_ms,
+    };
+    let first = RoutingChange {
+        at: "2026-11-23T15:00:00Z".into(),
+        timers: (0..N).map(|i| timer(i, "sla", 1_000)).collect(),
+        ..RoutingChange::default()
+    };
+    assert!(matches!(
+        s.apply(&first).await.expect("apply"),
+        Applied::Done { .. }
+    ));
+    let step = |stale: Option<usize>| RoutingChange {
+        at: "2026-11-23T15:01:00Z".into(),
+        conversations: (0..N)
+            .flat_map(|i| {
+                let e = if stale == Some(i) { 7 } else { 1 };
+                [("offered", e, 2), ("scheduled", 2, 3)].map(|(state, expected, epoch)| {
+                    StateChange {
+                        conversation_id: format!("big{i}"),
+                        expected_epoch: expected,
+                        state: state.into(),
+                        epoch,
+                    }
+                })
+            })
+            .collect(),
+        handoffs: (0..N)
+            .flat_map(|i| {
+                ["offered", "scheduled"].map(|state| HandoffChange {
+                    id: format!("hb{i}"),
+                    state: state.into(),
+                    routing: format!(r#"{{"step":"{state}"}}"#),
+                    eta_promised: Some(60),
+                    eta_kept: None,
+                })
+            })
+            .collect(),
+        cancel_timers: (0..N).map(|i| format!("hb{i}")).collect(),
+        timers: (0..N).map(|i| timer(i, "follow_up", 2_000)).collect(),
+        events: (0..2 * N)
+            .map(|i| {
+                (
+                    format!("conversation:big{}", i % 7),
+                    "status".to_string(),
+                    format!(r#"{{"n":{i}}}"#),
+                )
+            })
+            .collect(),
+        ..RoutingChange::default()
+    };
+    assert_eq!(
+        s.apply(&step(Some(N - 1))).await.expect("apply"),
+        Applied::Conflict
+    );
+    let c = s
+        .conversation("big0", Detail::ForDecision)
+        .await
+        .expect("load")
+        .expect("exists");
+    assert_eq!(
+        (c.state.as_str(), c.epoch),
+        ("queued", 1),
+        "a refused step left a change"
+    );
+    assert!(
+        s.stream_events("conversation:big0", 0, 10)
+            .await
+            .expect("events")
+            .is_empty()
+    );
+    let change = step(None);
+    let Applied::Done { events } = s.apply(&change).await.expect("apply") else {
+        panic!("the step was refused");
+    };
+    assert_eq!(events.len(), 2 * N);
+    assert!(events.windows(2).all(|w| w[0] < w[1]), "in order");
+    for stream in 0..7 {
+        let name = format!("conversation:big{stream}");
+        let stored = s.stream_events(&name, 0, 1_000).await.expect("events");
+        let listed: Vec<(i64, &str)> = change
+            .events
+            .iter()
+            .zip(&events)
+            .filter(|((st, _, _), _)| *st == name)
+            .map(|((_, _, data), seq)| (*seq, data.as_str()))
+            .collect();
+        let got: Vec<(i64, &str)> = stored.iter().map(|e| (e.seq, e.data.as_str())).collect();
+        assert_eq!(got, listed, "each event under the number returned for it");
+    }
+    for i in [0, N / 2, N - 1] {
+        let c = s
+            .conversation(&format!("big{i}"), Detail::ForDecision)
+            .await
+            .expect("load")
+            .expect("exists");
+        assert_eq!((c.state.as_str(), c.epoch), ("scheduled", 3));
+        let h = s
+            .handoff(&format!("hb{i}"))
+            .await
+            .expect("handoff")
+            .expect("exists");
+        assert_eq!(h.state, "scheduled");
+    }
+    let due = s
+        .claim_timers(10_000, 20_000, 2 * N as i64)
+        .await
+        .expect("claim");
+    assert_eq!(
+        due.len(),
+        N,
+        "the cancelled timers are gone, the new ones left"
+    );
+    assert!(due.iter().all(|t| t.kind == "follow_up"));
+}
+
 /// An entry that fails (here: a handoff id already taken) fails alone; the others of its group
 /// are stored.
 async fn a_failing_entry_fails_alone<S: Store + Clone>(s: &S) {
@@ -613,6 +747,7 @@ mod both_backends {
     story!(a_failing_entry_fails_alone);
     story!(a_conflict_in_a_group_commit_leaves_the_others_alone);
     story!(router_steps_in_a_group_conflict_one_by_one);
+    story!(a_large_router_step_is_stored_whole_and_in_order);
     story!(events_share_the_turns_sequence);
     story!(one_policy_version_is_active);
     story!(the_summary_counts);
