@@ -162,7 +162,16 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .try_init();
-    let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    // Workers look at the runtime's global queue before their own at every task, not every
+    // few dozen: the store's writer (every turn waits for its group commit) is woken there
+    // by SQLite's thread, and while both workers decided turns it waited its turn behind
+    // them. Measured in five interleaved pairs of 10-12 s wrk runs: 0.5-10% more turns a
+    // second (BENCHMARKS.md).
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .global_queue_interval(1)
+        .build()
+        .context("starting the runtime")?;
     rt.block_on(async {
         match open(&args.storage).await? {
             StoreChoice::Sqlite(s) => serve_with(s, args).await,
