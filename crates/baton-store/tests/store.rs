@@ -39,9 +39,12 @@ mod tempdir {
 
     impl Dir {
         pub fn new() -> Dir {
+            // Tests run in parallel: the counter keeps two of them out of one directory.
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
             let path = std::env::temp_dir().join(format!(
-                "baton-store-{}-{}",
+                "baton-store-{}-{}-{}",
                 std::process::id(),
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                 std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_nanos())
