@@ -955,7 +955,7 @@ fn lead_stages(
         });
         criteria.push((c.name.clone(), met.unwrap_or(false)));
     }
-    // Each facts go through these stages once.
+    // Once per facts: each decision (and its facts-only scope) runs these stages once.
     let _ = facts.criteria.set(criteria);
     let mut score = 0.0;
     for r in &policy.scoring {

@@ -191,20 +191,14 @@ pub mod val {
     }
 }
 
-/// An object built once and bound many times, with one number field that changes between
-/// bindings (a rep's `load`, a lead's `score`): binding it costs a reference count, not a
-/// rebuilt map. Reads of the other fields borrow from the shared map.
+/// An object built once and bound many times, with one integer field that changes between
+/// bindings (a rep's `load`): binding it costs a reference count, not a rebuilt map. Reads of
+/// the other fields borrow from the shared map.
 #[derive(Debug, Clone)]
 pub struct Layered {
     base: Arc<cel::common::types::CelMap<'static>>,
     key: &'static str,
-    value: Layer,
-}
-
-#[derive(Debug, Clone)]
-enum Layer {
-    Int(cel::common::types::CelInt),
-    Double(cel::common::types::CelDouble),
+    value: cel::common::types::CelInt,
 }
 
 /// The shared part of a [`Layered`] object.
@@ -226,16 +220,7 @@ impl Layered {
         Box::new(Layered {
             base: Arc::clone(base),
             key,
-            value: Layer::Int(value.into()),
-        })
-    }
-
-    /// `base` with `key` read as the double `value`.
-    pub fn bind_double(base: &Shared, key: &'static str, value: f64) -> Val {
-        Box::new(Layered {
-            base: Arc::clone(base),
-            key,
-            value: Layer::Double(value.into()),
+            value: value.into(),
         })
     }
 }
@@ -276,10 +261,7 @@ impl cel::common::traits::Indexer for Layered {
             .downcast_ref::<cel::common::types::CelString>()
             .is_some_and(|k| k.inner() == self.key)
         {
-            return Ok(match &self.value {
-                Layer::Int(i) => cel::common::value::CowVal::Borrowed(i),
-                Layer::Double(d) => cel::common::value::CowVal::Borrowed(d),
-            });
+            return Ok(cel::common::value::CowVal::Borrowed(&self.value));
         }
         self.base.get(key)
     }

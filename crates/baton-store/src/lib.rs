@@ -902,7 +902,7 @@ macro_rules! store_impl {
                 // A statement per kind of change (and per round, a round holding each row at
                 // most once, in order), not per row: a step that scheduled a few hundred
                 // handoffs at once took a statement per row, each prepared anew, and held
-                // the writer (and every turn behind it) for up to 160 ms.
+                // the writer (and every turn behind it) for 163 ms.
                 for round in rounds(&c.conversations, |s| s.conversation_id.as_str()) {
                     let q = queries.next("UPDATE conversations SET state = v.column2, epoch = v.column3, updated_at = v.column4 FROM (");
                     q.push_values(round, |mut b, s| {
