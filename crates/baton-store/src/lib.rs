@@ -1045,6 +1045,18 @@ macro_rules! store_impl {
                 Ok(Applied::Done { events })
             }
 
+            /// An entry's decision, if it has one, in its row: `action, epoch, trigger_id,
+            /// reason, policy_hash, trace` (NULL without).
+            fn bind_decision(b: &mut sqlx::query_builder::Separated<'_, $db, &'static str>, t: &NewEntry) {
+                let d = t.decision.as_ref();
+                b.push_bind(d.map(|d| d.action.clone()))
+                    .push_bind(d.map(|_| t.epoch))
+                    .push_bind(d.and_then(|d| d.trigger.clone()))
+                    .push_bind(d.and_then(|d| d.reason.clone()))
+                    .push_bind(d.map(|d| d.policy_hash.clone()))
+                    .push_bind(d.map(|d| d.trace.clone()));
+            }
+
             /// Everything the claimed entries add, one multi-row statement per table. With
             /// `then` (SQLite), all of them and `then` go in one query: one trip to SQLite's
             /// thread.
@@ -1062,7 +1074,9 @@ macro_rules! store_impl {
                     })
                     .collect();
                 if !turns.is_empty() {
-                    let q = queries.next("INSERT INTO turns (conversation_id, seq, role, text, at, signals) ");
+                    let q = queries.next(
+                        "INSERT INTO turns (conversation_id, seq, role, text, at, signals, action, epoch, trigger_id, reason, policy_hash, trace) ",
+                    );
                     q.push_values(turns, |mut b, (t, seq, role, text, signals)| {
                         b.push_bind(t.conversation_id.clone())
                             .push_bind(seq)
@@ -1070,6 +1084,7 @@ macro_rules! store_impl {
                             .push_bind(text.clone())
                             .push_bind(t.at.clone())
                             .push_bind(signals.clone());
+                        Self::bind_decision(&mut b, t);
                     });
                 }
                 let events: Vec<_> = done
@@ -1080,33 +1095,16 @@ macro_rules! store_impl {
                     })
                     .collect();
                 if !events.is_empty() {
-                    let q = queries.next("INSERT INTO events (conversation_id, seq, kind, data, at) ");
+                    let q = queries.next(
+                        "INSERT INTO events (conversation_id, seq, kind, data, at, action, epoch, trigger_id, reason, policy_hash, trace) ",
+                    );
                     q.push_values(events, |mut b, (t, seq, kind, data)| {
                         b.push_bind(t.conversation_id.clone())
                             .push_bind(seq)
                             .push_bind(kind.clone())
                             .push_bind(data.clone())
                             .push_bind(t.at.clone());
-                    });
-                }
-                let decisions: Vec<_> = done
-                    .iter()
-                    .filter_map(|(t, seq)| Some((*t, *seq, t.decision.as_ref()?)))
-                    .collect();
-                if !decisions.is_empty() {
-                    let q = queries.next(
-                        "INSERT INTO decisions (conversation_id, seq, action, epoch, trigger_id, reason, policy_hash, trace, at) ",
-                    );
-                    q.push_values(decisions, |mut b, (t, seq, d)| {
-                        b.push_bind(t.conversation_id.clone())
-                            .push_bind(seq)
-                            .push_bind(d.action.clone())
-                            .push_bind(t.epoch)
-                            .push_bind(d.trigger.clone())
-                            .push_bind(d.reason.clone())
-                            .push_bind(d.policy_hash.clone())
-                            .push_bind(d.trace.clone())
-                            .push_bind(t.at.clone());
+                        Self::bind_decision(&mut b, t);
                     });
                 }
                 let handoffs: Vec<_> = done
@@ -1298,37 +1296,42 @@ macro_rules! store_impl {
                 else {
                     return Ok(None);
                 };
+                // Each decision is in the row of the turn or event it answered.
                 let turns_sql = match detail {
-                    Detail::Full => "SELECT seq, role, text, at, signals FROM turns WHERE conversation_id = $1 ORDER BY seq",
-                    Detail::ForDecision => "SELECT seq, role, text, at, NULL FROM turns WHERE conversation_id = $1 ORDER BY seq",
+                    Detail::Full => concat!("SELECT seq, role, text, at, signals, ", decision_columns!("trace"), " FROM turns WHERE conversation_id = $1 ORDER BY seq"),
+                    Detail::ForDecision => concat!("SELECT seq, role, text, at, NULL, ", decision_columns!("''"), " FROM turns WHERE conversation_id = $1 ORDER BY seq"),
                 };
-                let turns = sqlx::query_as::<_, (i64, String, String, String, Option<String>)>(turns_sql)
-                .bind(id)
-                .fetch_all(&self.pool)
-                .await?
-                .into_iter()
-                .map(|(seq, role, text, at, signals)| TurnRow { seq, role, text, at, signals })
-                .collect();
-                let events = sqlx::query_as::<_, (i64, String, String, String)>(
-                    "SELECT seq, kind, data, at FROM events WHERE conversation_id = $1 ORDER BY seq",
-                )
-                .bind(id)
-                .fetch_all(&self.pool)
-                .await?
-                .into_iter()
-                .map(|(seq, kind, data, at)| EventRow { seq, kind, data, at })
-                .collect();
-                let decisions_sql = match detail {
-                    Detail::Full => "SELECT seq, action, epoch, trigger_id, reason, policy_hash, trace, at FROM decisions WHERE conversation_id = $1 ORDER BY seq",
-                    Detail::ForDecision => "SELECT seq, action, epoch, trigger_id, reason, policy_hash, '', at FROM decisions WHERE conversation_id = $1 AND (trigger_id IS NOT NULL OR action <> 'continue') ORDER BY seq",
+                let events_sql = match detail {
+                    Detail::Full => concat!("SELECT seq, kind, data, at, ", decision_columns!("trace"), " FROM events WHERE conversation_id = $1 ORDER BY seq"),
+                    Detail::ForDecision => concat!("SELECT seq, kind, data, at, ", decision_columns!("''"), " FROM events WHERE conversation_id = $1 ORDER BY seq"),
                 };
-                let decisions = sqlx::query_as::<_, (i64, String, i64, Option<String>, Option<String>, String, String, String)>(decisions_sql)
-                .bind(id)
-                .fetch_all(&self.pool)
-                .await?
-                .into_iter()
-                .map(|(seq, action, epoch, trigger, reason, policy_hash, trace, at)| DecisionRow { seq, action, epoch, trigger, reason, policy_hash, trace, at })
-                .collect();
+                let mut decisions = Vec::new();
+                let mut turns = Vec::new();
+                for (seq, role, text, at, signals, action, epoch, trigger, reason, policy_hash, trace) in
+                    sqlx::query_as::<_, (i64, String, String, String, Option<String>, Option<String>, Option<i64>, Option<String>, Option<String>, Option<String>, Option<String>)>(turns_sql)
+                        .bind(id)
+                        .fetch_all(&self.pool)
+                        .await?
+                {
+                    decisions.extend(decision_row(seq, &at, (action, epoch, trigger, reason, policy_hash, trace)));
+                    turns.push(TurnRow { seq, role, text, at, signals });
+                }
+                let mut events = Vec::new();
+                for (seq, kind, data, at, action, epoch, trigger, reason, policy_hash, trace) in
+                    sqlx::query_as::<_, (i64, String, String, String, Option<String>, Option<i64>, Option<String>, Option<String>, Option<String>, Option<String>)>(events_sql)
+                        .bind(id)
+                        .fetch_all(&self.pool)
+                        .await?
+                {
+                    decisions.extend(decision_row(seq, &at, (action, epoch, trigger, reason, policy_hash, trace)));
+                    events.push(EventRow { seq, kind, data, at });
+                }
+                if detail == Detail::ForDecision {
+                    // Deciding reads only the decisions that fired a trigger or did more than
+                    // continue (cooldowns, what happened before).
+                    decisions.retain(|d| d.trigger.is_some() || d.action != "continue");
+                }
+                decisions.sort_unstable_by_key(|d| d.seq);
                 let handoffs_sql = match detail {
                     Detail::Full => "SELECT id, conversation_id, seq, trigger_id, reason, priority, state, brief, created_at FROM handoffs WHERE conversation_id = $1 ORDER BY seq",
                     Detail::ForDecision => "SELECT id, conversation_id, seq, trigger_id, reason, priority, state, '', created_at FROM handoffs WHERE conversation_id = $1 ORDER BY seq",
@@ -1455,7 +1458,10 @@ macro_rules! store_impl {
                         "SELECT COALESCE(trigger_id, ''), COUNT(*) FROM handoffs GROUP BY COALESCE(trigger_id, '') ORDER BY 1",
                     )
                     .await?,
-                    decisions_by_action: groups("SELECT action, COUNT(*) FROM decisions GROUP BY action ORDER BY action").await?,
+                    decisions_by_action: groups(
+                        "SELECT action, COUNT(*) FROM (SELECT action FROM turns WHERE action IS NOT NULL \
+                         UNION ALL SELECT action FROM events WHERE action IS NOT NULL) AS d GROUP BY action ORDER BY action",
+                    ).await?,
                     eta_promised,
                     eta_kept,
                     eta_broken,
@@ -1547,14 +1553,19 @@ macro_rules! store_impl {
             }
 
             async fn handoff_decision(&self, handoff_id: &str) -> Result<Option<DecisionRow>, StoreError> {
-                Ok(sqlx::query_as::<_, (i64, String, i64, Option<String>, Option<String>, String, String, String)>(
-                    "SELECT d.seq, d.action, d.epoch, d.trigger_id, d.reason, d.policy_hash, d.trace, d.at FROM handoffs h \
-                     JOIN decisions d ON d.conversation_id = h.conversation_id AND d.seq = h.seq WHERE h.id = $1",
+                // The decision is in the row of the turn or the event that made the handoff.
+                let row = sqlx::query_as::<_, DecisionTuple>(
+                    "SELECT e.seq, e.at, e.action, e.epoch, e.trigger_id, e.reason, e.policy_hash, e.trace FROM handoffs h \
+                     JOIN turns e ON e.conversation_id = h.conversation_id AND e.seq = h.seq WHERE h.id = $1 \
+                     UNION ALL SELECT e.seq, e.at, e.action, e.epoch, e.trigger_id, e.reason, e.policy_hash, e.trace FROM handoffs h \
+                     JOIN events e ON e.conversation_id = h.conversation_id AND e.seq = h.seq WHERE h.id = $1",
                 )
                 .bind(handoff_id)
                 .fetch_optional(&self.pool)
-                .await?
-                .map(|(seq, action, epoch, trigger, reason, policy_hash, trace, at)| DecisionRow { seq, action, epoch, trigger, reason, policy_hash, trace, at }))
+                .await?;
+                Ok(row.and_then(|(seq, at, action, epoch, trigger, reason, policy_hash, trace)| {
+                    decision_row(seq, &at, (action, epoch, trigger, reason, policy_hash, trace))
+                }))
             }
 
             async fn handoff_routing(&self, id: &str) -> Result<Option<String>, StoreError> {
@@ -1728,6 +1739,52 @@ type HandoffTuple = (
     String,
     String,
 );
+
+/// The decision columns of a turn's or an event's row, in the order [`decision_row`] takes
+/// them, with the trace read from the SQL given (`''` to leave it out).
+macro_rules! decision_columns {
+    ($trace:literal) => {
+        concat!("action, epoch, trigger_id, reason, policy_hash, ", $trace)
+    };
+}
+
+/// A row's decision columns: action, epoch, trigger, reason, policy hash, trace.
+type DecisionColumns = (
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+type DecisionTuple = (
+    i64,
+    String,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// The decision stored in an entry's row, if it has one.
+fn decision_row(
+    seq: i64,
+    at: &str,
+    (action, epoch, trigger, reason, policy_hash, trace): DecisionColumns,
+) -> Option<DecisionRow> {
+    Some(DecisionRow {
+        seq,
+        action: action?,
+        epoch: epoch.unwrap_or_default(),
+        trigger,
+        reason,
+        policy_hash: policy_hash.unwrap_or_default(),
+        trace: trace.unwrap_or_default(),
+        at: at.to_string(),
+    })
+}
 
 fn policy_row(r: (String, String, String, String, i64)) -> PolicyRow {
     PolicyRow {

@@ -73,6 +73,15 @@ async fn sqlite() -> (SqliteStore, tempdir::Dir) {
 /// A fresh PostgreSQL database for one test, or `None` (with a notice) when none is configured;
 /// [`drop_pg`] removes it.
 async fn postgres(test: &str) -> Option<(PgStore, sqlx::PgPool, String)> {
+    let (url, admin, name) = fresh_pg(test).await?;
+    let s = PgStore::connect(&url).await.expect("connect test database");
+    s.migrate().await.expect("migrate");
+    Some((s, admin, name))
+}
+
+/// An empty PostgreSQL database for one test: its URL, a pool on the server's default
+/// database (to drop it), and its name; or `None` as for [`postgres`].
+async fn fresh_pg(test: &str) -> Option<(String, sqlx::PgPool, String)> {
     let Ok(url) = std::env::var("BATON_TEST_DATABASE_URL") else {
         assert!(
             std::env::var("BATON_REQUIRE_PG").is_err(),
@@ -96,11 +105,7 @@ async fn postgres(test: &str) -> Option<(PgStore, sqlx::PgPool, String)> {
         .await
         .expect("create test database");
     let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
-    let s = PgStore::connect(&format!("{base}/{name}"))
-        .await
-        .expect("connect test database");
-    s.migrate().await.expect("migrate");
-    Some((s, admin, name))
+    Some((format!("{base}/{name}"), admin, name))
 }
 
 async fn drop_pg((s, admin, name): (PgStore, sqlx::PgPool, String)) {
@@ -754,6 +759,150 @@ mod both_backends {
     story!(events_share_the_turns_sequence);
     story!(one_policy_version_is_active);
     story!(the_summary_counts);
+}
+
+/// Runs the first `upto` migrations of `backend` on `pool`, as a database made by an earlier
+/// build would have them.
+async fn migrate_upto<DB>(backend: &str, upto: u32, pool: &sqlx::Pool<DB>)
+where
+    DB: sqlx::Database,
+    <DB as sqlx::Database>::Connection: sqlx::migrate::Migrate,
+{
+    let dir = tempdir::Dir::new();
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(backend);
+    for f in std::fs::read_dir(&source).expect("migrations") {
+        let f = f.expect("migration");
+        let name = f.file_name().to_string_lossy().into_owned();
+        let version: u32 = name[..4].parse().expect("numbered migration");
+        if version <= upto {
+            std::fs::copy(f.path(), dir.path.join(&name)).expect("copy migration");
+        }
+    }
+    sqlx::migrate::Migrator::new(dir.path.as_path())
+        .await
+        .expect("read migrations")
+        .run(pool)
+        .await
+        .expect("run migrations");
+}
+
+/// A database of migration 7 holds decisions in a table of their own: a turn's and an
+/// event's (an explicit handoff request). Both are in their entries' rows after 8, and read
+/// back as before.
+const BEFORE_DECISIONS_IN_ENTRIES: &[&str] = &[
+    "INSERT INTO conversations (id, state, epoch, turn_count, created_at, updated_at) \
+     VALUES ('old', 'queued', 1, 3, '2026-11-01T10:00:00Z', '2026-11-01T10:02:00Z')",
+    "INSERT INTO turns (conversation_id, seq, role, text, at, signals) VALUES \
+     ('old', 0, 'user', 'hello', '2026-11-01T10:00:00Z', '{\"human_request\":false}'), \
+     ('old', 2, 'bot', 'one moment', '2026-11-01T10:02:00Z', NULL)",
+    "INSERT INTO events (conversation_id, seq, kind, data, at) \
+     VALUES ('old', 1, 'handoff_request', '{}', '2026-11-01T10:01:00Z')",
+    "INSERT INTO decisions (conversation_id, seq, action, epoch, trigger_id, reason, policy_hash, trace, at) VALUES \
+     ('old', 0, 'continue', 0, NULL, NULL, 'p1', '{\"n\":0}', '2026-11-01T10:00:00Z'), \
+     ('old', 1, 'handoff', 1, 'explicit_request', 'asked', 'p1', '{\"n\":1}', '2026-11-01T10:01:00Z')",
+    "INSERT INTO handoffs (id, conversation_id, seq, trigger_id, reason, priority, state, brief, created_at) \
+     VALUES ('h-old', 'old', 1, 'explicit_request', 'asked', 10, 'queued', '{}', '2026-11-01T10:01:00Z')",
+];
+
+async fn decisions_read_back_after_migration_8(s: &impl Store) {
+    let c = s
+        .conversation("old", Detail::Full)
+        .await
+        .expect("load")
+        .expect("kept");
+    assert_eq!((c.turns.len(), c.events.len()), (2, 1));
+    assert_eq!(
+        c.decisions
+            .iter()
+            .map(|d| (d.seq, d.action.as_str(), d.epoch, d.trace.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            (0, "continue", 0, r#"{"n":0}"#),
+            (1, "handoff", 1, r#"{"n":1}"#)
+        ]
+    );
+    assert_eq!(c.decisions[1].at, "2026-11-01T10:01:00Z");
+    assert_eq!(c.decisions[1].trigger.as_deref(), Some("explicit_request"));
+    // Deciding reads the decisions that did more than continue, without their traces.
+    let light = s
+        .conversation("old", Detail::ForDecision)
+        .await
+        .expect("load")
+        .expect("kept");
+    assert_eq!(
+        light
+            .decisions
+            .iter()
+            .map(|d| (d.seq, d.trace.as_str()))
+            .collect::<Vec<_>>(),
+        [(1, "")]
+    );
+    let d = s
+        .handoff_decision("h-old")
+        .await
+        .expect("load")
+        .expect("the event's decision");
+    assert_eq!((d.seq, d.reason.as_deref()), (1, Some("asked")));
+    assert_eq!(
+        s.summary().await.expect("summary").decisions_by_action,
+        [("continue".to_string(), 1), ("handoff".to_string(), 1)]
+    );
+    // A new event with a decision goes in its row too.
+    let mut e = turn("old", 1, 1, "queued", "");
+    e.expected_count = Some(3);
+    e.entry = Entry::Event {
+        kind: "handoff_request".into(),
+        data: "{}".into(),
+    };
+    if let Some(d) = e.decision.as_mut() {
+        d.action = "hold".into();
+    }
+    assert_eq!(s.commit(&e).await.expect("commit"), Commit::Done { seq: 3 });
+    let c = s
+        .conversation("old", Detail::Full)
+        .await
+        .expect("load")
+        .expect("kept");
+    assert_eq!(
+        c.decisions
+            .iter()
+            .map(|d| (d.seq, d.action.as_str()))
+            .collect::<Vec<_>>(),
+        [(0, "continue"), (1, "handoff"), (3, "hold")]
+    );
+}
+
+#[tokio::test]
+async fn decisions_move_into_their_entries_rows() {
+    let dir = tempdir::Dir::new();
+    let file = dir.path.join("baton.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", file.display()))
+        .await
+        .expect("open sqlite");
+    migrate_upto("sqlite", 7, &pool).await;
+    for sql in BEFORE_DECISIONS_IN_ENTRIES {
+        sqlx::query(*sql).execute(&pool).await.expect("old rows");
+    }
+    pool.close().await;
+    let s = SqliteStore::open(&file).await.expect("open sqlite");
+    s.migrate().await.expect("migrate");
+    decisions_read_back_after_migration_8(&s).await;
+
+    let Some((url, admin, name)) = fresh_pg("decisions_move").await else {
+        return;
+    };
+    let pool = sqlx::PgPool::connect(&url).await.expect("connect");
+    migrate_upto("postgres", 7, &pool).await;
+    for sql in BEFORE_DECISIONS_IN_ENTRIES {
+        sqlx::query(*sql).execute(&pool).await.expect("old rows");
+    }
+    pool.close().await;
+    let s = PgStore::connect(&url).await.expect("connect test database");
+    s.migrate().await.expect("migrate");
+    decisions_read_back_after_migration_8(&s).await;
+    drop_pg((s, admin, name)).await;
 }
 
 #[tokio::test]
