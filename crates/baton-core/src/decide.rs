@@ -14,7 +14,7 @@ use baton_detect::{Authority, Detector, Role, Signals, Turn};
 use jiff::Timestamp;
 
 use crate::brief::{Brief, build_brief};
-use crate::expr::{Fact, Facts, Lookup, Val, val};
+use crate::expr::{Fact, Facts, Lookup, Plain, Strs, Val, val};
 use crate::policy::{Action, Policy};
 
 /// Who owns the conversation (SPEC §2).
@@ -385,28 +385,22 @@ impl<'a> TurnFacts<'a> {
         }
     }
 
-    fn signals(&self, field: &str) -> Option<Fact<'_>> {
+    fn signals(&self, field: &str) -> Option<Plain<'_>> {
         let sig = self.sig;
         let c = &sig.conversation;
-        let v = match field {
-            "human_request" => val::bool(sig.human_request),
-            "frustration" => val::bool(sig.frustration),
-            "frustration_score" => val::double(sig.frustration_score),
-            "confusion" => val::bool(sig.confusion),
-            "loop" => val::bool(sig.looping),
-            "sentiment" => val::double(sig.sentiment),
-            "sentiment_trend" => val::double(c.sentiment_trend),
-            "intents" => {
-                let list = self.intents.get_or_init(|| val::strings(&sig.intents));
-                return Some(Fact::Borrowed(list.as_ref()));
-            }
-            "topics" => {
-                let list = self.topics.get_or_init(|| val::strings(&sig.topics));
-                return Some(Fact::Borrowed(list.as_ref()));
-            }
-            "bot_fallbacks_in_row" => val::int(c.bot_fallbacks_in_row as i64),
-            "bot_fallbacks" => val::int(c.bot_fallbacks as i64),
-            "bot_confidence" => val::double(
+        Some(match field {
+            "human_request" => Plain::Bool(sig.human_request),
+            "frustration" => Plain::Bool(sig.frustration),
+            "frustration_score" => Plain::Double(sig.frustration_score),
+            "confusion" => Plain::Bool(sig.confusion),
+            "loop" => Plain::Bool(sig.looping),
+            "sentiment" => Plain::Double(sig.sentiment),
+            "sentiment_trend" => Plain::Double(c.sentiment_trend),
+            "intents" => Plain::Strs(Strs::Static(&sig.intents)),
+            "topics" => Plain::Strs(Strs::Static(&sig.topics)),
+            "bot_fallbacks_in_row" => Plain::Int(c.bot_fallbacks_in_row as i64),
+            "bot_fallbacks" => Plain::Int(c.bot_fallbacks as i64),
+            "bot_confidence" => Plain::Double(
                 self.turn
                     .bot
                     .as_ref()
@@ -414,28 +408,106 @@ impl<'a> TurnFacts<'a> {
                     .or(self.view.bot_confidence)
                     .unwrap_or(1.0),
             ),
-            "unanswered_questions" => val::int(c.unanswered_questions as i64),
-            "repeated_questions" => val::int(c.repeated_questions as i64),
+            "unanswered_questions" => Plain::Int(c.unanswered_questions as i64),
+            "repeated_questions" => Plain::Int(c.repeated_questions as i64),
             _ => return None,
-        };
-        Some(Fact::Owned(v))
+        })
     }
 
-    fn lead(&self, field: &str) -> Option<Val> {
+    fn lead(&self, field: &str) -> Option<Plain<'_>> {
         let q = &self.sig.qualification;
         let budget = q.budget.as_ref();
+        let s = |v: &'static str| Plain::Str(v.into());
         Some(match field {
-            "score" => val::double(f64::from_bits(self.score.load(Ordering::Relaxed))),
-            "budget.known" => val::bool(budget.is_some()),
-            "budget.amount" => val::double(budget.map_or(0.0, |b| b.amount)),
-            "budget.currency" => val::string(budget.and_then(|b| b.currency).unwrap_or("")),
-            "budget.period" => val::string(budget.and_then(|b| b.period).unwrap_or("")),
-            "timeline.known" => val::bool(q.timeline.is_some()),
-            "timeline.days" => val::int(q.timeline.as_ref().map_or(-1, |t| t.days)),
-            "authority" => val::string(q.authority.as_str()),
-            "company_size" => val::int(q.company_size.as_ref().map_or(0, |c| c.employees as i64)),
-            // The criteria evaluated so far (none before qualification).
-            "criteria" => val::object(
+            "score" => Plain::Double(f64::from_bits(self.score.load(Ordering::Relaxed))),
+            "budget.known" => Plain::Bool(budget.is_some()),
+            "budget.amount" => Plain::Double(budget.map_or(0.0, |b| b.amount)),
+            "budget.currency" => s(budget.and_then(|b| b.currency).unwrap_or("")),
+            "budget.period" => s(budget.and_then(|b| b.period).unwrap_or("")),
+            "timeline.known" => Plain::Bool(q.timeline.is_some()),
+            "timeline.days" => Plain::Int(q.timeline.as_ref().map_or(-1, |t| t.days)),
+            "authority" => s(q.authority.as_str()),
+            "company_size" => Plain::Int(q.company_size.as_ref().map_or(0, |c| c.employees as i64)),
+            _ => {
+                // The criteria evaluated so far (none before qualification).
+                let name = field.strip_prefix("criteria.")?;
+                let (_, met) = self.criteria.get()?.iter().find(|(k, _)| k == name)?;
+                Plain::Bool(*met)
+            }
+        })
+    }
+
+    fn conversation(&self, field: &str) -> Option<Plain<'_>> {
+        let view = self.view;
+        let opt = |s: &'a Option<String>| Plain::Str(s.as_deref().unwrap_or("").into());
+        Some(match field {
+            "turns" => Plain::Int(view.turns.len() as i64 + 1),
+            "user_turns" => Plain::Int(self.sig.conversation.user_turns as i64),
+            "duration_seconds" => {
+                let first = view.turns.first().map_or(self.now, |t| t.at);
+                Plain::Int(self.now.duration_since(first).as_secs().max(0))
+            }
+            "page" => opt(&view.page),
+            "pages_viewed" => Plain::Strs(Strs::Owned(&view.pages_viewed)),
+            "source" => opt(&view.source),
+            "campaign" => opt(&view.campaign),
+            "referrer" => opt(&view.referrer),
+            "forms" => Plain::Strs(Strs::Owned(&view.forms)),
+            _ => return None,
+        })
+    }
+}
+
+impl<'a> Facts for TurnFacts<'a> {
+    fn plain(&self, path: &str) -> Option<Plain<'_>> {
+        let (head, field) = path.split_once('.')?;
+        let get = |m: &'a HashMap<String, String>, k: &str| {
+            Plain::Str(m.get(k).map_or("", String::as_str).into())
+        };
+        Some(match head {
+            "signals" => return self.signals(field),
+            "lead" => return self.lead(field),
+            "conversation" => return self.conversation(field),
+            "contact" if CONTACT_FIELDS.contains(&field) => get(&self.view.contact, field),
+            "account" if field == "tier" => get(&self.view.account, "tier"),
+            "turn" => match field {
+                "role" => Plain::Str(
+                    if self.turn.role == Role::Bot {
+                        "bot"
+                    } else {
+                        "user"
+                    }
+                    .into(),
+                ),
+                "text" => Plain::Str(self.turn.text.as_str().into()),
+                "index" => Plain::Int(self.view.turns.len() as i64),
+                _ => return None,
+            },
+            "now" => match field {
+                "unix" => Plain::Int(self.now.as_second()),
+                "iso" => Plain::Str(self.now.to_string().into()),
+                _ => return None,
+            },
+            _ => return None,
+        })
+    }
+
+    fn get(&self, path: &str) -> Option<Fact<'_>> {
+        // Lists read by many conditions are built once; maps and objects are built here; the
+        // rest is what `plain` answers. A top-level name alone is an object, which `Lookup`
+        // builds from its fields.
+        let v = match path {
+            "signals.intents" => {
+                let list = self.intents.get_or_init(|| val::strings(&self.sig.intents));
+                return Some(Fact::Borrowed(list.as_ref()));
+            }
+            "signals.topics" => {
+                let list = self.topics.get_or_init(|| val::strings(&self.sig.topics));
+                return Some(Fact::Borrowed(list.as_ref()));
+            }
+            "account.custom" => val::string_map(&self.view.account),
+            "conversation.custom" => val::string_map(&self.view.custom),
+            "lead.criteria" => val::object(
                 self.criteria
                     .get()
                     .map_or(&[][..], Vec::as_slice)
@@ -443,68 +515,14 @@ impl<'a> TurnFacts<'a> {
                     .map(|(k, v)| (k.as_str(), val::bool(*v)))
                     .collect(),
             ),
-            _ => {
-                let name = field.strip_prefix("criteria.")?;
-                let (_, met) = self.criteria.get()?.iter().find(|(k, _)| k == name)?;
-                val::bool(*met)
-            }
-        })
-    }
-
-    fn conversation(&self, field: &str) -> Option<Val> {
-        let view = self.view;
-        let opt = |s: &Option<String>| val::string(s.as_deref().unwrap_or(""));
-        Some(match field {
-            "turns" => val::int(view.turns.len() as i64 + 1),
-            "user_turns" => val::int(self.sig.conversation.user_turns as i64),
-            "duration_seconds" => {
-                let first = view.turns.first().map_or(self.now, |t| t.at);
-                val::int(self.now.duration_since(first).as_secs().max(0))
-            }
-            "page" => opt(&view.page),
-            "pages_viewed" => val::strings(&view.pages_viewed),
-            "source" => opt(&view.source),
-            "campaign" => opt(&view.campaign),
-            "referrer" => opt(&view.referrer),
-            "forms" => val::strings(&view.forms),
-            "custom" => val::string_map(&view.custom),
-            _ => return None,
-        })
-    }
-}
-
-impl Facts for TurnFacts<'_> {
-    fn get(&self, path: &str) -> Option<Fact<'_>> {
-        // A top-level name alone is an object, which `Lookup` builds from its fields.
-        let (head, field) = path.split_once('.')?;
-        let get =
-            |m: &HashMap<String, String>, k: &str| val::string(m.get(k).map_or("", String::as_str));
-        let v = match head {
-            "signals" => return self.signals(field),
-            "lead" => self.lead(field)?,
-            "conversation" => self.conversation(field)?,
-            "contact" if CONTACT_FIELDS.contains(&field) => get(&self.view.contact, field),
-            "account" => match field {
-                "tier" => get(&self.view.account, "tier"),
-                "custom" => val::string_map(&self.view.account),
-                _ => return None,
+            _ => match self.plain(path)? {
+                Plain::Bool(b) => val::bool(b),
+                Plain::Int(i) => val::int(i),
+                Plain::Double(d) => val::double(d),
+                Plain::Str(s) => val::string(&s),
+                Plain::Strs(Strs::Static(l)) => val::strings(l),
+                Plain::Strs(Strs::Owned(l)) => val::strings(l),
             },
-            "turn" => match field {
-                "role" => val::string(if self.turn.role == Role::Bot {
-                    "bot"
-                } else {
-                    "user"
-                }),
-                "text" => val::string(&self.turn.text),
-                "index" => val::int(self.view.turns.len() as i64),
-                _ => return None,
-            },
-            "now" => match field {
-                "unix" => val::int(self.now.as_second()),
-                "iso" => val::string(&self.now.to_string()),
-                _ => return None,
-            },
-            _ => return None,
         };
         Some(Fact::Owned(v))
     }

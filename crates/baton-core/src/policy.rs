@@ -1320,6 +1320,25 @@ mod routing_tests {
     use super::*;
 
     #[test]
+    fn the_default_policys_conditions_take_the_quicker_way() {
+        let text = include_str!("../../../examples/policy.toml");
+        let p = Policy::load("policy.toml", text).expect("the default policy loads");
+        let mut conditions: Vec<&Expr> = Vec::new();
+        conditions.extend(p.qualification.iter().map(|c| &c.when));
+        conditions.extend(p.scoring.iter().map(|r| &r.when));
+        conditions.extend(p.triggers.iter().map(|t| &t.when));
+        for s in &p.segments {
+            conditions.push(&s.when);
+            conditions.extend(s.qualification.iter().map(|c| &c.when));
+            conditions.extend(s.triggers.iter().map(|t| &t.when));
+        }
+        assert!(conditions.len() > 20);
+        for e in conditions {
+            assert!(e.is_quick(), "{}", e.source());
+        }
+    }
+
+    #[test]
     fn routing_sections_are_checked_with_positions() {
         let text = include_str!("../../../examples/policy.toml");
         let p = Policy::load("policy.toml", text).expect("the default policy loads");
