@@ -515,14 +515,7 @@ impl<'a> Facts for TurnFacts<'a> {
                     .map(|(k, v)| (k.as_str(), val::bool(*v)))
                     .collect(),
             ),
-            _ => match self.plain(path)? {
-                Plain::Bool(b) => val::bool(b),
-                Plain::Int(i) => val::int(i),
-                Plain::Double(d) => val::double(d),
-                Plain::Str(s) => val::string(&s),
-                Plain::Strs(Strs::Static(l)) => val::strings(l),
-                Plain::Strs(Strs::Owned(l)) => val::strings(l),
-            },
+            _ => self.plain(path)?.to_val(),
         };
         Some(Fact::Owned(v))
     }

@@ -33,6 +33,20 @@ pub enum Plain<'a> {
     Strs(Strs<'a>),
 }
 
+impl Plain<'_> {
+    /// The same value built for CEL.
+    pub fn to_val(&self) -> super::Val {
+        match self {
+            Plain::Bool(b) => super::val::bool(*b),
+            Plain::Int(i) => super::val::int(*i),
+            Plain::Double(d) => super::val::double(*d),
+            Plain::Str(s) => super::val::string(s),
+            Plain::Strs(Strs::Static(l)) => super::val::strings(l),
+            Plain::Strs(Strs::Owned(l)) => super::val::strings(l),
+        }
+    }
+}
+
 /// A list of strings, as the facts keep it.
 #[derive(Debug, Clone, Copy)]
 pub enum Strs<'a> {
@@ -155,30 +169,8 @@ impl Fast {
                 Plain::Strs(l) => V::Strs(l),
             },
             Fast::Not(a) => V::Bool(!truth(a.eval(env))?),
-            // CEL's logic is commutative over errors: `false && error` and `error && false`
-            // are both false, as `true || error` and `error || true` are true.
-            Fast::And(ab) => {
-                let left = truth(ab.0.eval(env));
-                if matches!(left, Ok(false)) {
-                    return Ok(V::Bool(false));
-                }
-                match (left, truth(ab.1.eval(env))) {
-                    (_, Ok(false)) => V::Bool(false),
-                    (Ok(true), Ok(true)) => V::Bool(true),
-                    _ => return Err(GiveUp),
-                }
-            }
-            Fast::Or(ab) => {
-                let left = truth(ab.0.eval(env));
-                if matches!(left, Ok(true)) {
-                    return Ok(V::Bool(true));
-                }
-                match (left, truth(ab.1.eval(env))) {
-                    (_, Ok(true)) => V::Bool(true),
-                    (Ok(false), Ok(false)) => V::Bool(false),
-                    _ => return Err(GiveUp),
-                }
-            }
+            Fast::And(ab) => V::Bool(connective(ab, env, false)?),
+            Fast::Or(ab) => V::Bool(connective(ab, env, true)?),
             Fast::If(c) => {
                 if truth(c.0.eval(env))? {
                     c.1.eval(env)?
@@ -235,6 +227,21 @@ impl Fast {
                     .is_some_and(|c| c.is_open(env.now)),
             ),
         })
+    }
+}
+
+/// `&&` (`decisive` false) or `||` (`decisive` true). CEL's logic is commutative over
+/// errors: `false && error` and `error && false` are both false, as `true || error` and
+/// `error || true` are true.
+fn connective<'a>(ab: &'a (Fast, Fast), env: &Env<'a>, decisive: bool) -> Result<bool, GiveUp> {
+    let left = truth(ab.0.eval(env));
+    if matches!(left, Ok(b) if b == decisive) {
+        return Ok(decisive);
+    }
+    match (left, truth(ab.1.eval(env))) {
+        (_, Ok(b)) if b == decisive => Ok(decisive),
+        (Ok(_), Ok(_)) => Ok(!decisive),
+        _ => Err(GiveUp),
     }
 }
 
@@ -402,7 +409,7 @@ mod tests {
 
     use proptest::prelude::*;
 
-    use super::super::{Compiler, Fact, Lookup, Schema, val};
+    use super::super::{Compiler, Fact, Lookup, Schema};
     use super::*;
 
     /// Facts with one field of each type, and `o.gone`, which they never answer.
@@ -428,14 +435,7 @@ mod tests {
         }
 
         fn get(&self, path: &str) -> Option<Fact<'_>> {
-            Some(Fact::Owned(match self.plain(path)? {
-                Plain::Bool(b) => val::bool(b),
-                Plain::Int(i) => val::int(i),
-                Plain::Double(d) => val::double(d),
-                Plain::Str(s) => val::string(&s),
-                Plain::Strs(Strs::Static(l)) => val::strings(l),
-                Plain::Strs(Strs::Owned(l)) => val::strings(l),
-            }))
+            Some(Fact::Owned(self.plain(path)?.to_val()))
         }
     }
 
