@@ -1844,6 +1844,10 @@ impl SqliteStore {
             .pragma("wal_autocheckpoint", "0");
         let pool = sqlx::sqlite::SqlitePoolOptions::new()
             .max_connections(4)
+            // A connection to a file in this process cannot go bad the way a network one
+            // can; the ping before each use was a round trip to the connection's thread on
+            // every read (a conversation not in the cache).
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await?;
         let checkpointer = {
