@@ -480,6 +480,11 @@ pub trait Store: Send + Sync + 'static {
 /// Most entries committed in one transaction.
 pub const MAX_BATCH: usize = 256;
 
+/// Prepared statements kept by each SQLite connection. A group's statements are built for its
+/// number of entries, so a busy writer uses a few hundred distinct ones; with sqlx's default of
+/// 100 they pushed each other out and were parsed again.
+const STATEMENT_CACHE: usize = 1024;
+
 /// The writer's connection, shared (on SQLite) with the other writes: SQLite has one writer
 /// at a time, and a second connection waiting for the lock sleeps in SQLite's busy handler
 /// (up to 100 ms a try), which showed as 600 ms stalls in the routing load test.
@@ -1841,7 +1846,11 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(std::time::Duration::from_secs(10))
             // The checkpointer copies the WAL into the database file, not the commits.
-            .pragma("wal_autocheckpoint", "0");
+            .pragma("wal_autocheckpoint", "0")
+            // A statement's own undo journal (a multi-row write inside a group's
+            // transaction) in memory, not in a temporary file written page by page.
+            .pragma("temp_store", "memory")
+            .statement_cache_capacity(STATEMENT_CACHE);
         let pool = sqlx::sqlite::SqlitePoolOptions::new()
             .max_connections(4)
             // A connection to a file in this process cannot go bad the way a network one
@@ -1886,6 +1895,8 @@ impl PgStore {
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err(StoreError::Url(url.to_string()));
         }
+        // sqlx's default statement cache: 1,024 statements a connection (as on SQLite) made
+        // the load test slower here (3,932 / 3,865 turns/s against 4,559 / 4,329).
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(16)
             .connect(url)
