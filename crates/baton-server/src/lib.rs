@@ -91,8 +91,8 @@ impl Engine {
     }
 
     /// Decides one made-up visitor turn and forgets it, so that the work done once on first
-    /// use (the detectors' shared tables and patterns, about 70 ms in a process, 2 ms more
-    /// for each new policy's own patterns) is done before the engine serves: otherwise the
+    /// use (the detectors' shared tables and patterns, about 70 ms in a process, 1.5 to 3 ms
+    /// more for each new policy's own patterns) is done before the engine serves: otherwise the
     /// first turns after a start all waited for it (BENCHMARKS.md, ninth session).
     fn warm(&self) {
         let turn = baton_core::decide::NewTurn {
