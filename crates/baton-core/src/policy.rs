@@ -1313,11 +1313,6 @@ handoff = "Connecting you with {rep}."
         assert_eq!(parse_duration("m"), None);
         assert_eq!(parse_duration(""), None);
     }
-}
-
-#[cfg(test)]
-mod routing_tests {
-    use super::*;
 
     #[test]
     fn the_default_policys_conditions_take_the_quicker_way() {
@@ -1337,6 +1332,11 @@ mod routing_tests {
             assert!(e.is_quick(), "{}", e.source());
         }
     }
+}
+
+#[cfg(test)]
+mod routing_tests {
+    use super::*;
 
     #[test]
     fn routing_sections_are_checked_with_positions() {
