@@ -816,19 +816,21 @@ macro_rules! store_impl {
                 routes: &[RoutingJob],
             ) -> Result<GroupOutcome, sqlx::Error> {
                 use sqlx::Connection as _;
-                if $sqlite && routes.is_empty() {
+                if $sqlite {
                     // SQLite runs each statement on its connection's own thread, and every
                     // trip there and back waits for both threads to be scheduled (about 0.3
                     // ms each under load, and the writer is the one serial step of every
-                    // turn). So a group of entries alone takes two trips: `BEGIN` with the
-                    // claims, then every row with `COMMIT`. On failure the transaction is
-                    // rolled back here, or the caller closes the connection.
-                    let result = Self::entries_on(&mut **conn, batch, true).await;
+                    // turn). So the statements that open and close the transaction and the
+                    // router steps' savepoints ride along with the next query: a group of
+                    // entries alone takes two trips (`BEGIN` with the claims, then every row
+                    // with `COMMIT`), and each router step one more. On failure the
+                    // transaction is rolled back here, or the caller closes the connection.
+                    let result = Self::sqlite_group(&mut **conn, batch, routes).await;
                     if result.is_err() {
                         // If this fails too, the caller closes the connection.
                         let _ = sqlx::query("ROLLBACK").execute(&mut **conn).await;
                     }
-                    return result.map(|(out, _)| (out, Vec::new()));
+                    return result;
                 }
                 let mut tx = conn.begin().await?;
                 // Router steps first, each in a savepoint: one whose compare-and-set fails
@@ -838,7 +840,7 @@ macro_rules! store_impl {
                 let mut changed = false;
                 for (c, _) in routes {
                     let mut sp = tx.begin().await?;
-                    let a = Self::apply_on(&mut sp, c).await?;
+                    let a = Self::apply_on(&mut sp, c, None).await?;
                     match &a {
                         Applied::Done { .. } => {
                             sp.commit().await?;
@@ -848,7 +850,7 @@ macro_rules! store_impl {
                     }
                     applied.push(Ok(a));
                 }
-                let (out, wrote) = Self::entries_on(&mut tx, batch, false).await?;
+                let (out, wrote) = Self::entries_on(&mut tx, batch, None, None).await?;
                 changed |= wrote;
                 if changed {
                     tx.commit().await?;
@@ -858,22 +860,57 @@ macro_rules! store_impl {
                 Ok((out, applied))
             }
 
+            /// A group on SQLite, in as few trips to SQLite's thread as its work allows (see
+            /// `commit_on`): each router step opens its savepoint in its own query, and the
+            /// step's release (or, on a conflict, its rollback) goes with the next query.
+            async fn sqlite_group(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                batch: &[Job],
+                routes: &[RoutingJob],
+            ) -> Result<GroupOutcome, sqlx::Error> {
+                let mut pending = String::from("BEGIN");
+                let mut changed = false;
+                let mut applied = Vec::with_capacity(routes.len());
+                for (c, _) in routes {
+                    pending.push_str("; SAVEPOINT step");
+                    let a = Self::apply_on(&mut *conn, c, Some(&pending)).await?;
+                    pending = match &a {
+                        Applied::Done { .. } => {
+                            changed = true;
+                            "RELEASE step".to_string()
+                        }
+                        // A step whose compare-and-set failed leaves nothing.
+                        Applied::Conflict => "ROLLBACK TO step; RELEASE step".to_string(),
+                    };
+                    applied.push(Ok(a));
+                }
+                if batch.is_empty() {
+                    let end = if changed { "COMMIT" } else { "ROLLBACK" };
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("{pending}; {end}"))).execute(&mut *conn).await?;
+                    return Ok((Vec::new(), applied));
+                }
+                let ends = ("COMMIT", if changed { "COMMIT" } else { "ROLLBACK" });
+                let (out, _) = Self::entries_on(&mut *conn, batch, Some(&pending), Some(ends)).await?;
+                Ok((out, applied))
+            }
+
             /// The group's entries on `tx`: each claims its sequence number, then the rows of
             /// those that did are inserted. An entry that conflicts, replays or is stale writes
             /// nothing, so the entries need no savepoints; any error fails the whole group,
-            /// which the writer then commits piece by piece. With `own_tx`, `tx` is a bare
-            /// connection: the transaction begins with the first statement and ends with the
-            /// last (see `commit_on`). Answers each entry's outcome and whether anything was
-            /// written.
+            /// which the writer then commits piece by piece. With `begin` and `ends` (SQLite),
+            /// `begin` goes before the first statement and the transaction ends with the last:
+            /// with `ends.0` if an entry was written, else with `ends.1` (see `commit_on`).
+            /// Answers each entry's outcome and whether anything was written.
             async fn entries_on(
                 tx: &mut <$db as sqlx::Database>::Connection,
                 batch: &[Job],
-                own_tx: bool,
+                begin: Option<&str>,
+                ends: Option<(&'static str, &'static str)>,
             ) -> Result<(Vec<Result<Commit, StoreError>>, bool), sqlx::Error> {
                 if batch.is_empty() {
                     return Ok((Vec::new(), false));
                 }
-                let outcomes = Self::claim_all(&mut *tx, batch, own_tx.then_some("BEGIN")).await?;
+                let outcomes = Self::claim_all(&mut *tx, batch, begin).await?;
                 let done: Vec<(&NewEntry, i64)> = batch
                     .iter()
                     .zip(&outcomes)
@@ -884,9 +921,9 @@ macro_rules! store_impl {
                     .collect();
                 let wrote = !done.is_empty();
                 if wrote {
-                    Self::insert_rows(&mut *tx, &done, own_tx.then_some("COMMIT")).await?;
-                } else if own_tx {
-                    sqlx::query("ROLLBACK").execute(&mut *tx).await?;
+                    Self::insert_rows(&mut *tx, &done, ends.map(|(written, _)| written)).await?;
+                } else if let Some((_, nothing)) = ends {
+                    sqlx::query(nothing).execute(&mut *tx).await?;
                 }
                 Ok((outcomes.into_iter().map(Ok).collect(), wrote))
             }
@@ -899,8 +936,13 @@ macro_rules! store_impl {
             async fn apply_on(
                 tx: &mut <$db as sqlx::Database>::Connection,
                 c: &RoutingChange,
+                begin: Option<&str>,
             ) -> Result<Applied, sqlx::Error> {
                 let mut queries = Statements::<$db>::new($sqlite);
+                if let Some(begin) = begin {
+                    // Joined with the step's statements (SQLite): one trip.
+                    queries.next(begin);
+                }
                 if !$sqlite {
                     queries.next(BUMP_ROUTING_VERSION);
                 }
