@@ -884,11 +884,6 @@ macro_rules! store_impl {
                     };
                     applied.push(Ok(a));
                 }
-                if batch.is_empty() {
-                    let end = if changed { "COMMIT" } else { "ROLLBACK" };
-                    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("{pending}; {end}"))).execute(&mut *conn).await?;
-                    return Ok((Vec::new(), applied));
-                }
                 let ends = ("COMMIT", if changed { "COMMIT" } else { "ROLLBACK" });
                 let (out, _) = Self::entries_on(&mut *conn, batch, Some(&pending), Some(ends)).await?;
                 Ok((out, applied))
@@ -908,6 +903,10 @@ macro_rules! store_impl {
                 ends: Option<(&'static str, &'static str)>,
             ) -> Result<(Vec<Result<Commit, StoreError>>, bool), sqlx::Error> {
                 if batch.is_empty() {
+                    // Only what `begin` opened is left to end.
+                    if let (Some(begin), Some((_, nothing))) = (begin, ends) {
+                        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("{begin}; {nothing}"))).execute(&mut *tx).await?;
+                    }
                     return Ok((Vec::new(), false));
                 }
                 let outcomes = Self::claim_all(&mut *tx, batch, begin).await?;
