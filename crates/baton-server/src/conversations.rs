@@ -565,11 +565,6 @@ pub(crate) async fn post_turn<S: Store>(
             signals_json,
             response,
         } = answer(&app, &known, &view, &decision).await;
-        let signals = decision
-            .turn_signals
-            .as_ref()
-            .filter(|_| role == Role::User)
-            .map(|s| wire::text(&wire::DetectOut::new(s)));
         let write = Write {
             id: &id,
             known: &known,
@@ -579,7 +574,6 @@ pub(crate) async fn post_turn<S: Store>(
             entry: Entry::Turn {
                 role: req.role.clone(),
                 text: req.text.clone(),
-                signals,
             },
             idempotency: idempotency.clone(),
         };
@@ -1034,5 +1028,5 @@ pub(crate) async fn get_conversation<S: Store>(
         .conversation(&id, Detail::Full)
         .await?
         .ok_or_else(|| ApiError::not_found("conversation", &id))?;
-    Ok(axum::Json(wire::conversation(&row)).into_response())
+    Ok(axum::Json(wire::conversation(&row, &app.engine().detector)).into_response())
 }

@@ -2142,7 +2142,7 @@ pub(crate) async fn get_routing<S: Store>(
         .store
         .handoff_decision(&id)
         .await?
-        .and_then(|d| serde_json::from_str::<serde_json::Value>(&d.trace).ok())
+        .map(|d| crate::wire::stored_trace(&d.trace, &d.policy_hash))
         .map(|mut t| {
             // The signals are on the conversation; the trace here is about the decision.
             if let Some(o) = t.as_object_mut() {

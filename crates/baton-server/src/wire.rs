@@ -231,12 +231,23 @@ pub fn decision_out<'a>(
     }
 }
 
+/// A trigger in the stored trace, which leaves out what most triggers share: a `value` of
+/// false, `fired` false and no `note` (on a turn about three quarters of a trace's triggers
+/// say nothing else). [`full_trace`] puts them back; an explicit `"value": null` (not
+/// evaluated) stays.
 #[derive(Serialize)]
 struct TriggerOut<'a> {
     id: &'a str,
+    #[serde(skip_serializing_if = "is_false")]
     value: Option<bool>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     fired: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
     note: Option<&'a str>,
+}
+
+fn is_false(v: &Option<bool>) -> bool {
+    *v == Some(false)
 }
 
 #[derive(Serialize)]
@@ -245,8 +256,9 @@ struct CriterionOut<'a> {
     met: Option<bool>,
 }
 
-/// The full decision trace: the segment, every trigger with its value or why it was skipped,
-/// the criteria, the conversation's signals.
+/// The decision trace as stored: the segment, every trigger with its value or why it was
+/// skipped, the criteria, the conversation's signals. The policy's hash is in a column of its
+/// own and the triggers leave out their defaults; [`full_trace`] gives the API's shape.
 #[derive(Serialize)]
 pub struct TraceOut<'a> {
     action: &'static str,
@@ -257,7 +269,6 @@ pub struct TraceOut<'a> {
     reason: Option<&'a str>,
     priority: Option<i64>,
     lead_score: f64,
-    policy_hash: &'a str,
     triggers: Vec<TriggerOut<'a>>,
     criteria: Vec<CriterionOut<'a>>,
     signals: &'a serde_json::value::RawValue,
@@ -276,7 +287,6 @@ pub fn trace_out<'a>(
         reason: d.reason.as_deref(),
         priority: d.priority,
         lead_score: d.lead_score,
-        policy_hash: &d.policy_hash,
         triggers: d
             .triggers
             .iter()
@@ -299,9 +309,34 @@ pub fn trace_out<'a>(
     }
 }
 
-/// The trace as a JSON value.
+/// The trace as a JSON value, in the API's shape.
 pub fn trace(d: &baton_core::decide::Decision) -> serde_json::Value {
-    serde_json::to_value(trace_out(d, &signals_json(d))).unwrap_or(serde_json::Value::Null)
+    full_trace(
+        serde_json::to_value(trace_out(d, &signals_json(d))).unwrap_or(serde_json::Value::Null),
+        &d.policy_hash,
+    )
+}
+
+/// A stored trace (see [`TraceOut`]) in the API's shape: with the policy's hash, and every
+/// trigger with its `value`, `fired` and `note`. A trace stored in that shape already (before
+/// traces were stored compactly) comes out unchanged.
+pub fn stored_trace(stored: &str, policy_hash: &str) -> serde_json::Value {
+    full_trace(json_or_null(stored), policy_hash)
+}
+
+fn full_trace(mut trace: serde_json::Value, policy_hash: &str) -> serde_json::Value {
+    let Some(t) = trace.as_object_mut() else {
+        return trace;
+    };
+    t.entry("policy_hash").or_insert_with(|| policy_hash.into());
+    if let Some(triggers) = t.get_mut("triggers").and_then(|v| v.as_array_mut()) {
+        for trigger in triggers.iter_mut().filter_map(|v| v.as_object_mut()) {
+            trigger.entry("value").or_insert(false.into());
+            trigger.entry("fired").or_insert(false.into());
+            trigger.entry("note").or_insert(serde_json::Value::Null);
+        }
+    }
+    trace
 }
 
 /// Serializes what the wire types describe (they hold only strings, numbers and lists, so
@@ -344,8 +379,31 @@ fn json_or_null(s: &str) -> serde_json::Value {
 
 /// A stored conversation: state, epoch, transcript with each turn's signals, events, the
 /// latest conversation signals and lead, the latest brief, decision traces, handoffs.
-pub fn conversation(c: &baton_store::ConversationRow) -> serde_json::Value {
-    let last = c.decisions.last().map(|d| json_or_null(&d.trace));
+///
+/// A visitor's turn is shown with the detector's reading of its text, read here: a turn's
+/// own signals are not stored (what each decision read, turn by turn, is in its trace).
+/// Turns stored before that carry the reading stored with them.
+pub fn conversation(
+    c: &baton_store::ConversationRow,
+    detector: &baton_detect::Detector,
+) -> serde_json::Value {
+    let last = c
+        .decisions
+        .last()
+        .map(|d| stored_trace(&d.trace, &d.policy_hash));
+    let reading = |t: &baton_store::TurnRow| match (&t.signals, t.role.as_str()) {
+        (Some(stored), _) => json_or_null(stored),
+        (None, "user") => {
+            let day =
+                t.at.parse::<jiff::Timestamp>()
+                    .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+                    .to_zoned(jiff::tz::TimeZone::UTC)
+                    .date();
+            serde_json::to_value(DetectOut::new(&detector.message(&t.text, day)))
+                .unwrap_or(serde_json::Value::Null)
+        }
+        (None, _) => serde_json::Value::Null,
+    };
     let lead = last.as_ref().map(|t| {
         serde_json::json!({
             "score": t["lead_score"],
@@ -364,7 +422,7 @@ pub fn conversation(c: &baton_store::ConversationRow) -> serde_json::Value {
         "updated_at": c.updated_at,
         "transcript": c.turns.iter().map(|t| serde_json::json!({
             "seq": t.seq, "role": t.role, "text": t.text, "at": t.at,
-            "signals": t.signals.as_deref().map(json_or_null),
+            "signals": reading(t),
         })).collect::<Vec<_>>(),
         "events": c.events.iter().map(|e| serde_json::json!({
             "seq": e.seq, "type": e.kind, "data": json_or_null(&e.data), "at": e.at,
@@ -377,7 +435,7 @@ pub fn conversation(c: &baton_store::ConversationRow) -> serde_json::Value {
         })).collect::<Vec<_>>(),
         "decisions": c.decisions.iter().map(|d| serde_json::json!({
             "seq": d.seq, "action": d.action, "epoch": d.epoch, "trigger": d.trigger, "reason": d.reason,
-            "policy_hash": d.policy_hash, "at": d.at, "trace": json_or_null(&d.trace),
+            "policy_hash": d.policy_hash, "at": d.at, "trace": stored_trace(&d.trace, &d.policy_hash),
         })).collect::<Vec<_>>(),
     })
 }

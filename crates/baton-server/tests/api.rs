@@ -305,6 +305,39 @@ async fn a_handoff_then_hold_then_conflict_for_the_bot() {
             c["decisions"][1]["trace"]["triggers"][0]["id"],
             "explicit_request"
         );
+        // The trace comes out whole: the policy's hash, and every trigger with its value,
+        // whether it fired and its note (the stored trace leaves the defaults out).
+        let trace = &c["decisions"][1]["trace"];
+        assert_eq!(
+            trace["policy_hash"], c["decisions"][1]["policy_hash"],
+            "{trace}"
+        );
+        let triggers = trace["triggers"].as_array().expect("triggers");
+        assert_eq!(triggers.len(), 3, "{trace}");
+        for t in triggers {
+            let o = t.as_object().expect("a trigger");
+            assert!(
+                ["id", "value", "fired", "note"]
+                    .iter()
+                    .all(|k| o.contains_key(*k)),
+                "{t}"
+            );
+        }
+        assert_eq!(
+            (&triggers[0]["value"], &triggers[0]["fired"]),
+            (&json!(true), &json!(true))
+        );
+        assert!(
+            triggers
+                .iter()
+                .any(|t| t["value"] == false && t["fired"] == false && t["note"].is_null()),
+            "{trace}"
+        );
+        // Each visitor turn with the detector's reading of it.
+        let transcript = c["transcript"].as_array().expect("transcript");
+        assert_eq!(transcript[1]["signals"]["human_request"], true, "{c}");
+        assert_eq!(transcript[0]["signals"]["human_request"], false, "{c}");
+        assert!(transcript[0]["signals"]["sentiment"].is_number(), "{c}");
 
         let (s, h) = app.get(&format!("/v1/handoffs/{handoff_id}")).await;
         assert_eq!((s, h["conversation_id"].as_str()), (200, Some("conv-1")));

@@ -38,7 +38,8 @@ pub struct TurnRow {
     pub text: String,
     /// RFC 3339.
     pub at: String,
-    /// The turn's own signals, as JSON, when they were computed.
+    /// The turn's own signals, as JSON: only in turns stored before they were left out (a
+    /// decision's trace holds what it read).
     pub signals: Option<String>,
 }
 
@@ -105,12 +106,8 @@ pub struct EventRow {
 /// What a new entry of the conversation is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
-    /// A message, with its own signals when they were computed.
-    Turn {
-        role: String,
-        text: String,
-        signals: Option<String>,
-    },
+    /// A message. Its signals are not stored (a decision's trace holds what it read).
+    Turn { role: String, text: String },
     /// Something that happened besides a message.
     Event { kind: String, data: String },
 }
@@ -1115,21 +1112,20 @@ macro_rules! store_impl {
                 let turns: Vec<_> = done
                     .iter()
                     .filter_map(|(t, seq)| match &t.entry {
-                        Entry::Turn { role, text, signals } => Some((*t, *seq, role, text, signals)),
+                        Entry::Turn { role, text } => Some((*t, *seq, role, text)),
                         Entry::Event { .. } => None,
                     })
                     .collect();
                 if !turns.is_empty() {
                     let q = queries.next(
-                        "INSERT INTO turns (conversation_id, seq, role, text, at, signals, action, epoch, trigger_id, reason, policy_hash, trace) ",
+                        "INSERT INTO turns (conversation_id, seq, role, text, at, action, epoch, trigger_id, reason, policy_hash, trace) ",
                     );
-                    q.push_values(turns, |mut b, (t, seq, role, text, signals)| {
+                    q.push_values(turns, |mut b, (t, seq, role, text)| {
                         b.push_bind(t.conversation_id.clone())
                             .push_bind(seq)
                             .push_bind(role.clone())
                             .push_bind(text.clone())
-                            .push_bind(t.at.clone())
-                            .push_bind(signals.clone());
+                            .push_bind(t.at.clone());
                         Self::bind_decision(&mut b, t);
                     });
                 }

@@ -17,7 +17,6 @@ fn turn(conversation: &str, expected_epoch: i64, epoch: i64, state: &str, text: 
         entry: Entry::Turn {
             role: "user".into(),
             text: text.into(),
-            signals: Some(r#"{"human_request":false}"#.into()),
         },
         decision: Some(DecisionRecord {
             action: "continue".into(),
