@@ -399,8 +399,9 @@ pub fn conversation(
                     .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
                     .to_zoned(jiff::tz::TimeZone::UTC)
                     .date();
-            serde_json::to_value(DetectOut::new(&detector.message(&t.text, day)))
-                .unwrap_or(serde_json::Value::Null)
+            let signals =
+                baton_core::decide::signals_of(detector, baton_detect::Role::User, &t.text, day);
+            serde_json::to_value(DetectOut::new(&signals)).unwrap_or(serde_json::Value::Null)
         }
         (None, _) => serde_json::Value::Null,
     };
