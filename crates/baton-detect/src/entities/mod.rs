@@ -714,7 +714,63 @@ fn extend_capitalised(text: &str, mut end: usize, words: usize) -> usize {
     end
 }
 
+/// Whether a capital letter follows whitespace somewhere in `text`. The person, organisation and
+/// place cue patterns below each need one (a cue, whitespace, then a capitalised word), and a
+/// search for captures costs more than this scan; chat messages are often all lower case.
+/// Text with any non-ASCII byte is always searched (Unicode spaces and capitals).
+fn has_spaced_capital(text: &str) -> bool {
+    !text.is_ascii()
+        || text.as_bytes().windows(2).any(|w| {
+            matches!(w[0], b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) && w[1].is_ascii_uppercase()
+        })
+}
+
 fn context_names(text: &str, cands: &mut Vec<Cand>) {
+    let cued = has_spaced_capital(text);
+    if cued {
+        person_names(text, cands);
+    }
+    for m in ORG_SUFFIX.find_iter(text) {
+        if let Some(r) = clean_name(text, m.range()) {
+            cands.push(Cand {
+                kind: EntityType::Org,
+                bytes: r,
+                prio: 6,
+                rule: "org/suffix",
+            });
+        }
+    }
+    if !cued {
+        return;
+    }
+    for caps in ORG_CONTEXT.captures_iter(text) {
+        let Some(name) = caps.get(1) else { continue };
+        let Some(r) = clean_name(text, name.range()) else {
+            continue;
+        };
+        // Places and people found by their own lists keep their type.
+        cands.push(Cand {
+            kind: EntityType::Org,
+            bytes: r,
+            prio: 8,
+            rule: "org/context",
+        });
+    }
+    for caps in LOCATION_CONTEXT.captures_iter(text) {
+        let Some(name) = caps.get(1) else { continue };
+        if let Some(r) = clean_name(text, name.range()) {
+            cands.push(Cand {
+                kind: EntityType::Location,
+                bytes: r,
+                prio: 6,
+                rule: "location/context",
+            });
+        }
+    }
+}
+
+/// Names after a cue: "my name is Ana", "regards, Tom Lee".
+fn person_names(text: &str, cands: &mut Vec<Cand>) {
     for caps in PERSON_CONTEXT.captures_iter(text) {
         let (Some(whole), Some(name)) = (caps.get(0), caps.get(1)) else {
             continue;
@@ -755,40 +811,6 @@ fn context_names(text: &str, cands: &mut Vec<Cand>) {
             prio: 6,
             rule: "person/context",
         });
-    }
-    for m in ORG_SUFFIX.find_iter(text) {
-        if let Some(r) = clean_name(text, m.range()) {
-            cands.push(Cand {
-                kind: EntityType::Org,
-                bytes: r,
-                prio: 6,
-                rule: "org/suffix",
-            });
-        }
-    }
-    for caps in ORG_CONTEXT.captures_iter(text) {
-        let Some(name) = caps.get(1) else { continue };
-        let Some(r) = clean_name(text, name.range()) else {
-            continue;
-        };
-        // Places and people found by their own lists keep their type.
-        cands.push(Cand {
-            kind: EntityType::Org,
-            bytes: r,
-            prio: 8,
-            rule: "org/context",
-        });
-    }
-    for caps in LOCATION_CONTEXT.captures_iter(text) {
-        let Some(name) = caps.get(1) else { continue };
-        if let Some(r) = clean_name(text, name.range()) {
-            cands.push(Cand {
-                kind: EntityType::Location,
-                bytes: r,
-                prio: 6,
-                rule: "location/context",
-            });
-        }
     }
 }
 
@@ -857,6 +879,58 @@ fn resolve(text: &str, mut cands: Vec<Cand>) -> Vec<Entity> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cue_patterns_match(text: &str) -> bool {
+        PERSON_CONTEXT.is_match(text)
+            || ORG_CONTEXT.is_match(text)
+            || LOCATION_CONTEXT.is_match(text)
+    }
+
+    #[test]
+    fn the_capital_screen_never_hides_a_cued_name() {
+        let texts = [
+            "my name is Ana",
+            "regards,\tTom Lee",
+            "I work at\nAcme",
+            "based in\x0bLisbon",
+            "thanks,\x0cMaria",
+            "ask for\r\nDr Smith",
+            "based in Zürich",
+            "my name is\u{a0}Ana",
+            "hi Ana",
+        ];
+        for t in texts {
+            assert!(cue_patterns_match(t), "{t:?} should match a cue pattern");
+            assert!(has_spaced_capital(t), "{t:?} was screened out");
+        }
+        for t in [
+            "my name is ana",
+            "ok thanks",
+            "Hello there",
+            "PRICING?",
+            "i work at acme",
+        ] {
+            assert!(!cue_patterns_match(t) || has_spaced_capital(t), "{t:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_text_the_screen_skips_has_no_cued_name(
+            words in proptest::collection::vec(
+                "(my name is|I'm|from|at|with|based in|regards,|hi|[a-zA-Z]{1,8})",
+                1..8,
+            ),
+            seps in proptest::collection::vec("[ \t\n\r\x0b\x0c,.]{1,2}", 8),
+        ) {
+            let mut text = String::new();
+            for (w, s) in words.iter().zip(&seps) {
+                text.push_str(w);
+                text.push_str(s);
+            }
+            proptest::prop_assert!(!cue_patterns_match(&text) || has_spaced_capital(&text), "{:?}", text);
+        }
+    }
 
     fn found(text: &str) -> Vec<(&'static str, String)> {
         extract(text)
