@@ -1329,77 +1329,17 @@ macro_rules! store_impl {
             }
 
             async fn conversation(&self, id: &str, detail: Detail) -> Result<Option<ConversationRow>, StoreError> {
-                let Some(c) = sqlx::query_as::<_, (String, String, i64, String, String, Option<String>, String, String, i64)>(
-                    "SELECT id, state, epoch, contact, account, page, created_at, updated_at, turn_count FROM conversations WHERE id = $1",
-                )
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?
-                else {
-                    return Ok(None);
+                // One statement (one trip to the database, one snapshot): the conversation's
+                // row, then its turns, events and handoffs, in the shape of [`PartRow`].
+                let sql = match detail {
+                    Detail::Full => conversation_sql!("signals", "trace", "brief"),
+                    Detail::ForDecision => conversation_sql!("CAST(NULL AS TEXT)", "''", "''"),
                 };
-                // Each decision is in the row of the turn or event it answered.
-                let turns_sql = match detail {
-                    Detail::Full => concat!("SELECT seq, role, text, at, signals, ", decision_columns!("trace"), " FROM turns WHERE conversation_id = $1 ORDER BY seq"),
-                    Detail::ForDecision => concat!("SELECT seq, role, text, at, NULL, ", decision_columns!("''"), " FROM turns WHERE conversation_id = $1 ORDER BY seq"),
-                };
-                let events_sql = match detail {
-                    Detail::Full => concat!("SELECT seq, kind, data, at, ", decision_columns!("trace"), " FROM events WHERE conversation_id = $1 ORDER BY seq"),
-                    Detail::ForDecision => concat!("SELECT seq, kind, data, at, ", decision_columns!("''"), " FROM events WHERE conversation_id = $1 ORDER BY seq"),
-                };
-                let mut decisions = Vec::new();
-                let mut turns = Vec::new();
-                for (seq, role, text, at, signals, action, epoch, trigger, reason, policy_hash, trace) in
-                    sqlx::query_as::<_, (i64, String, String, String, Option<String>, Option<String>, Option<i64>, Option<String>, Option<String>, Option<String>, Option<String>)>(turns_sql)
-                        .bind(id)
-                        .fetch_all(&self.pool)
-                        .await?
-                {
-                    decisions.extend(decision_row(seq, &at, (action, epoch, trigger, reason, policy_hash, trace)));
-                    turns.push(TurnRow { seq, role, text, at, signals });
-                }
-                let mut events = Vec::new();
-                for (seq, kind, data, at, action, epoch, trigger, reason, policy_hash, trace) in
-                    sqlx::query_as::<_, (i64, String, String, String, Option<String>, Option<i64>, Option<String>, Option<String>, Option<String>, Option<String>)>(events_sql)
-                        .bind(id)
-                        .fetch_all(&self.pool)
-                        .await?
-                {
-                    decisions.extend(decision_row(seq, &at, (action, epoch, trigger, reason, policy_hash, trace)));
-                    events.push(EventRow { seq, kind, data, at });
-                }
-                if detail == Detail::ForDecision {
-                    // Deciding reads only the decisions that fired a trigger or did more than
-                    // continue (cooldowns, what happened before).
-                    decisions.retain(|d| d.trigger.is_some() || d.action != "continue");
-                }
-                decisions.sort_unstable_by_key(|d| d.seq);
-                let handoffs_sql = match detail {
-                    Detail::Full => "SELECT id, conversation_id, seq, trigger_id, reason, priority, state, brief, created_at FROM handoffs WHERE conversation_id = $1 ORDER BY seq",
-                    Detail::ForDecision => "SELECT id, conversation_id, seq, trigger_id, reason, priority, state, '', created_at FROM handoffs WHERE conversation_id = $1 ORDER BY seq",
-                };
-                let handoffs = sqlx::query_as::<_, HandoffTuple>(handoffs_sql)
+                let rows = sqlx::query_as::<_, PartRow>(sql)
                     .bind(id)
                     .fetch_all(&self.pool)
-                    .await?
-                    .into_iter()
-                    .map(handoff_row)
-                    .collect();
-                Ok(Some(ConversationRow {
-                    id: c.0,
-                    state: c.1,
-                    epoch: c.2,
-                    contact: c.3,
-                    account: c.4,
-                    page: c.5,
-                    created_at: c.6,
-                    updated_at: c.7,
-                    turn_count: c.8,
-                    turns,
-                    events,
-                    decisions,
-                    handoffs,
-                }))
+                    .await?;
+                Ok(conversation_of(rows, detail))
             }
 
             async fn commit(&self, t: &NewEntry) -> Result<Commit, StoreError> {
@@ -1782,14 +1722,6 @@ type HandoffTuple = (
     String,
 );
 
-/// The decision columns of a turn's or an event's row, in the order [`decision_row`] takes
-/// them, with the trace read from the SQL given (`''` to leave it out).
-macro_rules! decision_columns {
-    ($trace:literal) => {
-        concat!("action, epoch, trigger_id, reason, policy_hash, ", $trace)
-    };
-}
-
 /// A row's decision columns: action, epoch, trigger, reason, policy hash, trace.
 type DecisionColumns = (
     Option<String>,
@@ -1861,6 +1793,109 @@ fn handoff_row(r: HandoffTuple) -> HandoffRow {
         brief: r.7,
         created_at: r.8,
     }
+}
+
+/// The one statement that loads a conversation: rows of [`PartRow`]'s shape, the
+/// conversation's own first (part 0), then its turns (1), events (2) and handoffs (3), each in
+/// sequence order. Given the SQL of a turn's signals, an entry's trace and a handoff's brief
+/// (a literal to leave them out).
+macro_rules! conversation_sql {
+    ($signals:literal, $trace:literal, $brief:literal) => {
+        concat!(
+            "SELECT CAST(0 AS BIGINT) AS part, turn_count AS seq, epoch AS n, id AS t1, state AS t2, contact AS t3, account AS t4, page AS t5, created_at AS t6, updated_at AS t7, CAST(NULL AS TEXT) AS t8, CAST(NULL AS TEXT) AS t9 FROM conversations WHERE id = $1",
+            " UNION ALL SELECT CAST(1 AS BIGINT), seq, epoch, role, text, at, ", $signals, ", action, trigger_id, reason, policy_hash, ", $trace, " FROM turns WHERE conversation_id = $1",
+            " UNION ALL SELECT CAST(2 AS BIGINT), seq, epoch, kind, data, at, CAST(NULL AS TEXT), action, trigger_id, reason, policy_hash, ", $trace, " FROM events WHERE conversation_id = $1",
+            " UNION ALL SELECT CAST(3 AS BIGINT), seq, priority, id, conversation_id, trigger_id, reason, state, ", $brief, ", created_at, CAST(NULL AS TEXT), CAST(NULL AS TEXT) FROM handoffs WHERE conversation_id = $1",
+            " ORDER BY part, seq"
+        )
+    };
+}
+
+/// A row of [`conversation_sql!`]: part, sequence number (the entry count for part 0), a
+/// number (the epoch, or a handoff's priority) and nine texts whose meaning depends on part.
+type PartRow = (
+    i64,
+    i64,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// A conversation from the rows of [`conversation_sql!`]; `None` without its own row.
+fn conversation_of(rows: Vec<PartRow>, detail: Detail) -> Option<ConversationRow> {
+    let mut rows = rows.into_iter();
+    let (0, turn_count, epoch, id, state, contact, account, page, created_at, updated_at, _, _) =
+        rows.next()?
+    else {
+        return None;
+    };
+    let mut c = ConversationRow {
+        id: id.unwrap_or_default(),
+        state: state.unwrap_or_default(),
+        epoch: epoch.unwrap_or_default(),
+        contact: contact.unwrap_or_default(),
+        account: account.unwrap_or_default(),
+        page,
+        created_at: created_at.unwrap_or_default(),
+        updated_at: updated_at.unwrap_or_default(),
+        turn_count,
+        turns: Vec::new(),
+        events: Vec::new(),
+        decisions: Vec::new(),
+        handoffs: Vec::new(),
+    };
+    for (part, seq, n, t1, t2, t3, t4, t5, t6, t7, t8, t9) in rows {
+        match part {
+            // Each decision is in the row of the turn or event it answered.
+            1 | 2 => {
+                let at = t3.unwrap_or_default();
+                c.decisions
+                    .extend(decision_row(seq, &at, (t5, n, t6, t7, t8, t9)));
+                if part == 1 {
+                    c.turns.push(TurnRow {
+                        seq,
+                        role: t1.unwrap_or_default(),
+                        text: t2.unwrap_or_default(),
+                        at,
+                        signals: t4,
+                    });
+                } else {
+                    c.events.push(EventRow {
+                        seq,
+                        kind: t1.unwrap_or_default(),
+                        data: t2.unwrap_or_default(),
+                        at,
+                    });
+                }
+            }
+            _ => c.handoffs.push(HandoffRow {
+                id: t1.unwrap_or_default(),
+                conversation_id: t2.unwrap_or_default(),
+                seq,
+                trigger: t3,
+                reason: t4,
+                priority: n,
+                state: t5.unwrap_or_default(),
+                brief: t6.unwrap_or_default(),
+                created_at: t7.unwrap_or_default(),
+            }),
+        }
+    }
+    if detail == Detail::ForDecision {
+        // Deciding reads only the decisions that fired a trigger or did more than continue
+        // (cooldowns, what happened before).
+        c.decisions
+            .retain(|d| d.trigger.is_some() || d.action != "continue");
+    }
+    c.decisions.sort_unstable_by_key(|d| d.seq);
+    Some(c)
 }
 
 /// The embedded default: one SQLite file in WAL mode with full synchronous commits, so every

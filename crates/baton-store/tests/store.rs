@@ -824,6 +824,62 @@ async fn decisions_read_back_after_migration_8(s: &impl Store) {
     );
     assert_eq!(c.decisions[1].at, "2026-11-01T10:01:00Z");
     assert_eq!(c.decisions[1].trigger.as_deref(), Some("explicit_request"));
+    // Every part of the row read in one statement: the conversation's own columns, the
+    // turns (with the signals stored then), the event and the handoff.
+    assert_eq!(
+        (c.id.as_str(), c.state.as_str(), c.epoch, c.turn_count),
+        ("old", "queued", 1, 3)
+    );
+    assert_eq!((c.contact.as_str(), c.page.as_deref()), ("{}", None));
+    assert_eq!(
+        (c.created_at.as_str(), c.updated_at.as_str()),
+        ("2026-11-01T10:00:00Z", "2026-11-01T10:02:00Z")
+    );
+    assert_eq!(
+        c.turns
+            .iter()
+            .map(|t| (
+                t.seq,
+                t.role.as_str(),
+                t.text.as_str(),
+                t.signals.as_deref()
+            ))
+            .collect::<Vec<_>>(),
+        [
+            (0, "user", "hello", Some(r#"{"human_request":false}"#)),
+            (2, "bot", "one moment", None)
+        ]
+    );
+    assert_eq!(
+        (
+            c.events[0].seq,
+            c.events[0].kind.as_str(),
+            c.events[0].at.as_str()
+        ),
+        (1, "handoff_request", "2026-11-01T10:01:00Z")
+    );
+    let h = &c.handoffs[..];
+    assert_eq!(h.len(), 1);
+    assert_eq!(
+        (h[0].id.as_str(), h[0].conversation_id.as_str(), h[0].seq),
+        ("h-old", "old", 1)
+    );
+    assert_eq!(
+        (
+            h[0].trigger.as_deref(),
+            h[0].reason.as_deref(),
+            h[0].priority
+        ),
+        (Some("explicit_request"), Some("asked"), Some(10))
+    );
+    assert_eq!(
+        (
+            h[0].state.as_str(),
+            h[0].brief.as_str(),
+            h[0].created_at.as_str()
+        ),
+        ("queued", "{}", "2026-11-01T10:01:00Z")
+    );
     // Deciding reads the decisions that did more than continue, without their traces.
     let light = s
         .conversation("old", Detail::ForDecision)
@@ -837,6 +893,15 @@ async fn decisions_read_back_after_migration_8(s: &impl Store) {
             .map(|d| (d.seq, d.trace.as_str()))
             .collect::<Vec<_>>(),
         [(1, "")]
+    );
+    assert!(light.turns.iter().all(|t| t.signals.is_none()));
+    assert_eq!(
+        light
+            .handoffs
+            .iter()
+            .map(|h| (h.id.as_str(), h.brief.as_str(), h.priority))
+            .collect::<Vec<_>>(),
+        [("h-old", "", Some(10))]
     );
     let d = s
         .handoff_decision("h-old")
