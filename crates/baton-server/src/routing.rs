@@ -1818,11 +1818,19 @@ pub(crate) async fn act<S: Store>(
     let mut st = app.router_state().await?;
     let Some(o) = st.open.get(&id).cloned() else {
         return match app.store.handoff(&id).await? {
-            Some(h) => Err(ApiError::conflict(
-                &format!("handoff {id} is {}; nothing to {action}", h.state),
-                &h.state,
-                0,
-            )),
+            // The answer names the conversation's owner and epoch now, as every 409 does.
+            Some(h) => {
+                let (state, epoch) = app
+                    .store
+                    .conversation(&h.conversation_id, baton_store::Detail::ForDecision)
+                    .await?
+                    .map_or((h.state.clone(), 0), |c| (c.state, c.epoch.max(0) as u64));
+                Err(ApiError::conflict(
+                    &format!("handoff {id} is {}; nothing to {action}", h.state),
+                    &state,
+                    epoch,
+                ))
+            }
             None => Err(ApiError::not_found("handoff", &id)),
         };
     };

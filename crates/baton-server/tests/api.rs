@@ -1456,6 +1456,13 @@ async fn a_handoff_is_offered_declined_timed_out_escalated_and_accepted() {
         assert_eq!((s, b["state"].as_str()), (200, Some("resolved")), "{b}");
         let (_, c) = app.get("/v1/conversations/r1").await;
         assert_eq!(c["state"], "resolved");
+        // A resolved handoff has nothing to accept: 409 with the conversation's owner and epoch.
+        let (s, b) = app.act(&h, "accept", "oc", json!({})).await;
+        assert_eq!(
+            (s, b["state"].as_str(), b["epoch"].as_u64()),
+            (409, Some("resolved"), c["epoch"].as_u64()),
+            "{b}"
+        );
 
         // The visitor's stream, read from the start, saw every step in order.
         let events = read_stream(&app, "/v1/conversations/r1/stream", None, ("message", 1)).await;
