@@ -29,7 +29,7 @@ pub struct ServeArgs {
     #[arg(long)]
     policy: Option<PathBuf>,
     /// Turns kept in memory, in the conversations decided on lately, so that a turn is decided
-    /// without reading its conversation back (about 3.4 KB each). The store stays the truth.
+    /// without reading its conversation back (about 2.0 KB each). The store stays the truth.
     #[arg(long, default_value_t = baton_server::DEFAULT_CACHED_TURNS)]
     cache_turns: u64,
     /// A team file: `[[rep]]` tables (`id` and the attributes of `PUT /v1/reps/{id}`), stored
