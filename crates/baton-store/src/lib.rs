@@ -1875,17 +1875,17 @@ fn conversation_of(rows: Vec<PartRow>, detail: Detail) -> Option<ConversationRow
                     });
                 }
             }
-            _ => c.handoffs.push(HandoffRow {
-                id: t1.unwrap_or_default(),
-                conversation_id: t2.unwrap_or_default(),
+            _ => c.handoffs.push(handoff_row((
+                t1.unwrap_or_default(),
+                t2.unwrap_or_default(),
                 seq,
-                trigger: t3,
-                reason: t4,
-                priority: n,
-                state: t5.unwrap_or_default(),
-                brief: t6.unwrap_or_default(),
-                created_at: t7.unwrap_or_default(),
-            }),
+                t3,
+                t4,
+                n,
+                t5.unwrap_or_default(),
+                t6.unwrap_or_default(),
+                t7.unwrap_or_default(),
+            ))),
         }
     }
     if detail == Detail::ForDecision {
