@@ -1777,6 +1777,16 @@ struct ActBody {
 
 const VERDICTS: [&str; 5] = ["right", "too_early", "too_late", "wrong_queue", "unneeded"];
 
+/// The conversation's owner and epoch as stored now, for a 409 that has no fresher copy at
+/// hand (every 409 names them); 404 if there is no such conversation.
+async fn owner_now<S: Store>(app: &App<S>, conversation: &str) -> Result<(String, u64), ApiError> {
+    app.store
+        .conversation(conversation, baton_store::Detail::ForDecision)
+        .await?
+        .map(|c| (c.state, c.epoch.max(0) as u64))
+        .ok_or_else(|| ApiError::not_found("conversation", conversation))
+}
+
 /// `POST /v1/handoffs/{id}/{accept|decline|resolve|hand-back}`.
 pub(crate) async fn act<S: Store>(
     State(app): State<App<S>>,
@@ -1818,13 +1828,9 @@ pub(crate) async fn act<S: Store>(
     let mut st = app.router_state().await?;
     let Some(o) = st.open.get(&id).cloned() else {
         return match app.store.handoff(&id).await? {
-            // The answer names the conversation's owner and epoch now, as every 409 does.
             Some(h) => {
-                let (state, epoch) = app
-                    .store
-                    .conversation(&h.conversation_id, baton_store::Detail::ForDecision)
-                    .await?
-                    .map_or((h.state.clone(), 0), |c| (c.state, c.epoch.max(0) as u64));
+                drop(st);
+                let (state, epoch) = owner_now(&app, &h.conversation_id).await?;
                 Err(ApiError::conflict(
                     &format!("handoff {id} is {}; nothing to {action}", h.state),
                     &state,
@@ -2062,15 +2068,11 @@ pub(crate) async fn post_message<S: Store>(
     else {
         drop(st);
         // Say where the conversation stands, or that there is none.
-        let c = app
-            .store
-            .conversation(&conversation, baton_store::Detail::ForDecision)
-            .await?
-            .ok_or_else(|| ApiError::not_found("conversation", &conversation))?;
+        let (state, epoch) = owner_now(&app, &conversation).await?;
         return Err(ApiError::conflict(
-            &format!("no rep holds this conversation (it is {})", c.state),
-            &c.state,
-            c.epoch.max(0) as u64,
+            &format!("no rep holds this conversation (it is {state})"),
+            &state,
+            epoch,
         ));
     };
     if o.doc.rep.as_deref() != Some(rep.as_str()) {
@@ -2099,10 +2101,12 @@ pub(crate) async fn post_message<S: Store>(
         json!({"rep": rep, "text": b.text, "handoff_id": o.id}),
     );
     if !app.settle(&mut st, step, vec![o]).await? {
+        drop(st);
+        let (state, epoch) = owner_now(&app, &conversation).await?;
         return Err(ApiError::conflict(
             "the conversation changed meanwhile; try again",
-            "unknown",
-            0,
+            &state,
+            epoch,
         ));
     }
     Ok((StatusCode::ACCEPTED, axum::Json(json!({"status": "sent"}))).into_response())
@@ -2258,13 +2262,15 @@ pub(crate) async fn post_meeting<S: Store>(
         .await?
         .ok_or_else(|| ApiError::not_found("handoff", &id))?;
     if h.state != "scheduled" && h.state != "follow_up" && h.state != "queued" {
+        drop(st);
+        let (state, epoch) = owner_now(&app, &h.conversation_id).await?;
         return Err(ApiError::conflict(
             &format!(
                 "handoff {id} is {}; a meeting is booked for a waiting or scheduled handoff",
                 h.state
             ),
-            &h.state,
-            0,
+            &state,
+            epoch,
         ));
     }
     // Only with a rep who could take it: a member of its route's queues who suits it.
@@ -2302,10 +2308,12 @@ pub(crate) async fn post_meeting<S: Store>(
         .iter()
         .any(|m| !(end.as_millisecond() <= m.starts_ms || start.as_millisecond() >= m.ends_ms));
     if !open || clash || start <= Timestamp::now() {
+        drop(st);
+        let (state, epoch) = owner_now(&app, &h.conversation_id).await?;
         return Err(ApiError::conflict(
             "that slot is not free with this rep; GET the slots again",
-            &h.state,
-            0,
+            &state,
+            epoch,
         ));
     }
     let at = now_ms();

@@ -2188,7 +2188,7 @@ async fn after_hours_the_visitor_gets_meeting_slots_and_books_one() {
             )
             .await;
         assert_eq!(s, 201, "{b}");
-        let (s, _) = app
+        let (s, b) = app
             .call(
                 "POST",
                 &format!("/v1/handoffs/{h}/meeting"),
@@ -2197,6 +2197,14 @@ async fn after_hours_the_visitor_gets_meeting_slots_and_books_one() {
             )
             .await;
         assert_eq!(s, 409);
+        // The 409 names the conversation's owner and epoch as stored now.
+        let (_, c) = app.get("/v1/conversations/m1").await;
+        assert_eq!(
+            (b["state"].as_str(), b["epoch"].as_u64()),
+            (c["state"].as_str(), c["epoch"].as_u64()),
+            "{b}"
+        );
+        assert!(c["epoch"].as_u64() > Some(0), "{c}");
         let night = start
             .to_zoned(jiff::tz::TimeZone::UTC)
             .with()
