@@ -4,17 +4,16 @@
 #   bench/api.sh                                   # echo, then baton on a fresh SQLite file
 #   BATON_BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/baton_load bench/api.sh
 #                                                  # ... then on that PostgreSQL database (emptied first)
-# DURATION (default 20s) and CONNECTIONS (default 64) tune wrk; SCRIPT (default bench/turns.lua,
-# conversations that grow without end) may name bench/conversations.lua (conversations of 20 turns).
+# DURATION (default 20s) and CONNECTIONS (default 64) tune wrk; TURNS=20 ends each conversation
+# after 20 turns and starts a new one (by default the conversations grow without end).
 set -eu
 DURATION=${DURATION:-20s}
-SCRIPT=${SCRIPT:-bench/turns.lua}
 CONNECTIONS=${CONNECTIONS:-64}
 PORT=${PORT:-18080}
 cargo build --release -q -p baton -p baton-server --bin baton --example echo
 BIN=./target/release/baton
 load() {
-    KEY=$1 wrk -t2 -c"$CONNECTIONS" -d"$DURATION" -s "$SCRIPT" --latency "http://127.0.0.1:$PORT" \
+    KEY=$1 wrk -t2 -c"$CONNECTIONS" -d"$DURATION" -s bench/turns.lua --latency "http://127.0.0.1:$PORT" \
         | grep -E "Latency  |50%|99%|Requests/sec|Non-2xx|Socket errors"
 }
 wait_port() {
