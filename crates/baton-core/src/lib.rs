@@ -10,3 +10,4 @@ pub mod hours;
 pub mod policy;
 pub mod replay;
 pub mod routing;
+pub mod stored;

@@ -45,8 +45,10 @@ fn event_of(kind: &str, data: &str) -> Option<Event> {
         .into_event()
 }
 
-/// Rebuilds the engine's view of a stored conversation.
-pub(crate) fn view_of(row: &ConversationRow) -> ConversationView {
+/// Rebuilds the engine's view of a stored conversation, with the signals stored with its
+/// visitor turns where `engine`'s detectors wrote them (the others are detected again by
+/// [`baton_core::decide::fill_signals`]).
+pub(crate) fn view_of(row: &ConversationRow, engine: &crate::Engine) -> ConversationView {
     let mut view = ConversationView::new();
     view.state = Owner::parse(&row.state).unwrap_or(Owner::Bot);
     view.epoch = row.epoch.max(0) as u64;
@@ -72,7 +74,11 @@ pub(crate) fn view_of(row: &ConversationRow) -> ConversationView {
             },
             text: t.text.clone(),
             at: t.at.parse().unwrap_or(jiff::Timestamp::UNIX_EPOCH),
-            signals: None,
+            signals: t
+                .detected
+                .as_deref()
+                .filter(|_| t.role == "user")
+                .and_then(|b| engine.codec.decode(b, &t.text, &engine.detector)),
         })
         .collect();
     view.fired = row
@@ -192,8 +198,13 @@ async fn known<S: Store>(
         Some(r) => Known {
             view: {
                 // Once here, not at every later decision.
-                let mut view = view_of(&r);
-                baton_core::decide::fill_signals(&app.engine().detector, &mut view, now());
+                let engine = app.engine();
+                let mut view = view_of(&r, &engine);
+                let visitor = view.turns.iter().filter(|t| t.role == Role::User);
+                let stored = visitor.clone().filter(|t| t.signals.is_some()).count() as u64;
+                let detected = visitor.count() as u64 - stored;
+                app.metrics.signals_read(stored, detected);
+                baton_core::decide::fill_signals(&engine.detector, &mut view, now());
                 view
             },
             count: r.turn_count,
@@ -574,6 +585,11 @@ pub(crate) async fn post_turn<S: Store>(
             entry: Entry::Turn {
                 role: req.role.clone(),
                 text: req.text.clone(),
+                detected: decision
+                    .turn_signals
+                    .as_ref()
+                    .filter(|_| role == Role::User)
+                    .map(|s| engine.codec.encode(s, &req.text)),
             },
             idempotency: idempotency.clone(),
         };
@@ -1028,5 +1044,5 @@ pub(crate) async fn get_conversation<S: Store>(
         .conversation(&id, Detail::Full)
         .await?
         .ok_or_else(|| ApiError::not_found("conversation", &id))?;
-    Ok(axum::Json(wire::conversation(&row, &app.engine().detector)).into_response())
+    Ok(axum::Json(wire::conversation(&row, &app.engine())).into_response())
 }

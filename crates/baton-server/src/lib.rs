@@ -72,6 +72,8 @@ fn json_depth(body: &[u8]) -> usize {
 pub struct Engine {
     pub policy: Policy,
     pub detector: Detector,
+    /// Stores a visitor turn's signals with it and reads them back, for these detectors.
+    pub codec: baton_core::stored::SignalCodec,
     /// The TOML text, as stored and served by `GET /v1/policy`.
     pub text: String,
 }
@@ -81,9 +83,11 @@ impl Engine {
     pub fn load(name: &str, text: &str) -> Result<Engine, String> {
         let policy = Policy::load(name, text).map_err(|e| e.to_string())?;
         let detector = policy.detector()?;
+        let codec = baton_core::stored::SignalCodec::new(&detector, &format!("{:?}", policy.detectors));
         let engine = Engine {
             policy,
             detector,
+            codec,
             text: text.to_string(),
         };
         engine.warm();

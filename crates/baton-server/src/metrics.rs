@@ -33,6 +33,7 @@ pub struct Metrics {
     decisions: Family<Labels, Counter>,
     handoffs: Family<Labels, Counter>,
     decide_seconds: Histogram,
+    signals_read: Family<Labels, Counter>,
 }
 
 impl Metrics {
@@ -44,6 +45,7 @@ impl Metrics {
         let decisions = Family::<Labels, Counter>::default();
         let handoffs = Family::<Labels, Counter>::default();
         let decide_seconds = latency();
+        let signals_read = Family::<Labels, Counter>::default();
         registry.register(
             "http_requests",
             "HTTP requests answered, by route, method and status",
@@ -69,7 +71,14 @@ impl Metrics {
             "Time spent in decide(), detectors included",
             decide_seconds.clone(),
         );
+        registry.register(
+            "turn_signals_read",
+            "Visitor turns of conversations read back from the store, by where their signals \
+             came from: stored with the turn, or detected again (older turns, other detectors)",
+            signals_read.clone(),
+        );
         Metrics {
+            signals_read,
             registry,
             requests,
             request_seconds,
@@ -92,6 +101,18 @@ impl Metrics {
             self.handoffs
                 .get_or_create(&vec![("trigger", trigger)])
                 .inc();
+        }
+    }
+
+    /// A conversation was read back: this many of its visitor turns' signals were decoded
+    /// from the store, this many detected again.
+    pub fn signals_read(&self, stored: u64, detected: u64) {
+        for (source, n) in [("stored", stored), ("detected", detected)] {
+            if n > 0 {
+                self.signals_read
+                    .get_or_create(&vec![("source", source.to_string())])
+                    .inc_by(n);
+            }
         }
     }
 

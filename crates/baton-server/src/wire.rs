@@ -385,22 +385,29 @@ fn json_or_null(s: &str) -> serde_json::Value {
 /// Turns stored before that carry the reading stored with them.
 pub fn conversation(
     c: &baton_store::ConversationRow,
-    detector: &baton_detect::Detector,
+    engine: &crate::Engine,
 ) -> serde_json::Value {
     let last = c
         .decisions
         .last()
         .map(|d| stored_trace(&d.trace, &d.policy_hash));
+    // A visitor turn's signals as stored with it, or detected again (as of the day it came).
     let reading = |t: &baton_store::TurnRow| match (&t.signals, t.role.as_str()) {
         (Some(stored), _) => json_or_null(stored),
         (None, "user") => {
-            let day =
-                t.at.parse::<jiff::Timestamp>()
-                    .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
-                    .to_zoned(jiff::tz::TimeZone::UTC)
-                    .date();
-            let signals =
-                baton_core::decide::signals_of(detector, baton_detect::Role::User, &t.text, day);
+            let detector = &engine.detector;
+            let signals = t
+                .detected
+                .as_deref()
+                .and_then(|b| engine.codec.decode(b, &t.text, detector))
+                .unwrap_or_else(|| {
+                    let day =
+                        t.at.parse::<jiff::Timestamp>()
+                            .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+                            .to_zoned(jiff::tz::TimeZone::UTC)
+                            .date();
+                    baton_core::decide::signals_of(detector, baton_detect::Role::User, &t.text, day)
+                });
             serde_json::to_value(DetectOut::new(&signals)).unwrap_or(serde_json::Value::Null)
         }
         (None, _) => serde_json::Value::Null,

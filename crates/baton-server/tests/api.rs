@@ -910,22 +910,38 @@ async fn metrics_and_the_openapi_document_are_served() {
 /// Two servers with `policy` over one database, as two nodes would run (the first one drops
 /// its PostgreSQL database when it finishes).
 async fn two_nodes(test: &str, policy: &str) -> Vec<(TestApp, TestApp)> {
+    nodes(test, policy, &[policy])
+        .await
+        .into_iter()
+        .map(|(a, mut others)| (a, others.remove(0)))
+        .collect()
+}
+
+/// A node with `policy`, and over the same database one more node, caching nothing, for
+/// each of `others` (their policies); on SQLite, then on PostgreSQL.
+async fn nodes(test: &str, policy: &str, others: &[&str]) -> Vec<(TestApp, Vec<TestApp>)> {
     let path = temp_dir().join("baton.db");
     let a = SqliteStore::open(&path).await.expect("sqlite");
     a.migrate().await.expect("migrate");
-    let b = SqliteStore::open(&path).await.expect("sqlite");
-    let mut out = vec![(
-        TestApp::spawn_policy(a, policy).await,
-        TestApp::spawn_without_keys(b, policy).await,
-    )];
+    let first = TestApp::spawn_policy(a, policy).await;
+    let mut rest = Vec::new();
+    for other in others {
+        let b = SqliteStore::open(&path).await.expect("sqlite");
+        rest.push(TestApp::spawn_without_keys(b, other).await);
+    }
+    let mut out = vec![(first, rest)];
     if let Ok(url) = std::env::var("BATON_TEST_DATABASE_URL") {
         let (admin, name, db) = pg_database(&url, test).await;
         let a = PgStore::connect(&db).await.expect("connect");
         a.migrate().await.expect("migrate");
-        let b = PgStore::connect(&db).await.expect("connect");
         let mut first = TestApp::spawn_policy(a, policy).await;
         first.pg = Some((admin, name));
-        out.push((first, TestApp::spawn_without_keys(b, policy).await));
+        let mut rest = Vec::new();
+        for other in others {
+            let b = PgStore::connect(&db).await.expect("connect");
+            rest.push(TestApp::spawn_without_keys(b, other).await);
+        }
+        out.push((first, rest));
     } else {
         assert!(
             std::env::var("BATON_REQUIRE_PG").is_err(),
@@ -934,6 +950,76 @@ async fn two_nodes(test: &str, policy: &str) -> Vec<(TestApp, TestApp)> {
         eprintln!("notice: BATON_TEST_DATABASE_URL is not set; {test} runs on SQLite only");
     }
     out
+}
+
+/// The metric lines of a node that start with `prefix`.
+async fn metric_lines(app: &TestApp, prefix: &str) -> Vec<String> {
+    let (_, m) = app.call("GET", "/metrics", None, Value::Null).await;
+    m.as_str()
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_conversation_read_back_decodes_the_signals_stored_with_its_turns() {
+    // C's policy has a [detectors] section of its own: what A's detectors stored is not
+    // trusted there and is detected again.
+    let other = format!("{POLICY}\n[detectors]\nphrases = {{ human_request = [\"a grown up\"] }}\n");
+    for (a, mut rest) in nodes("signals_read_back", POLICY, &[POLICY, &other]).await {
+        let (b, c) = (rest.remove(0), rest.remove(0));
+        for (role, text) in [
+            ("user", "Hi, I'm the CTO here. Our budget is $40,000 a year."),
+            ("bot", "Thanks! What timeline do you have in mind?"),
+            ("user", "We want to go live within 30 days, mail me at cto@example.com"),
+        ] {
+            let (s, d) = a
+                .turn("conv-sr", json!({"role": role, "text": text}), None)
+                .await;
+            assert_eq!(s, 200, "{d}");
+        }
+        // B has not seen the conversation: it reads it back, with both visitor turns' signals.
+        let (s, d) = b
+            .turn("conv-sr", json!({"role": "user", "text": "Does it work with Salesforce?"}), None)
+            .await;
+        assert_eq!(s, 200, "{d}");
+        assert_eq!(
+            metric_lines(&b, "baton_turn_signals_read_total").await,
+            [r#"baton_turn_signals_read_total{source="stored"} 2"#]
+        );
+        // C reads the same three visitor turns back and detects them again.
+        let (s, e) = c
+            .turn("conv-sr", json!({"role": "user", "text": "ok"}), None)
+            .await;
+        assert_eq!(s, 200, "{e}");
+        assert_eq!(
+            metric_lines(&c, "baton_turn_signals_read_total").await,
+            [r#"baton_turn_signals_read_total{source="detected"} 3"#]
+        );
+        // Either way the facts of the earlier turns are known.
+        for d in [&d, &e] {
+            let lead = &d["signals"]["lead"];
+            assert_eq!(lead["budget"]["amount"], 40000.0, "{d:#}");
+            assert_eq!(lead["authority"], "decision_maker", "{d:#}");
+            assert!(lead["timeline"]["days"].as_i64().is_some_and(|n| n <= 30), "{d:#}");
+        }
+        // A (which caches what it decided), B and C show the same transcript and signals.
+        let (_, ca) = a.get("/v1/conversations/conv-sr").await;
+        for n in [&b, &c] {
+            let (_, cn) = n.get("/v1/conversations/conv-sr").await;
+            assert_eq!(cn["transcript"], ca["transcript"]);
+        }
+        let entities = ca["transcript"][2]["signals"]["entities"].as_array();
+        assert!(
+            entities.is_some_and(|e| e.iter().any(|e| e["value"] == "cto@example.com")),
+            "{ca:#}"
+        );
+        b.finish_node().await;
+        c.finish_node().await;
+        a.finish().await;
+    }
 }
 
 #[tokio::test]

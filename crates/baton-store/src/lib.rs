@@ -41,6 +41,9 @@ pub struct TurnRow {
     /// The turn's own signals, as JSON: only in turns stored before they were left out (a
     /// decision's trace holds what it read).
     pub signals: Option<String>,
+    /// The turn's own signals in the compact form of `baton_core::stored`, when the visitor
+    /// turn was stored with them.
+    pub detected: Option<Vec<u8>>,
 }
 
 /// A stored decision.
@@ -106,8 +109,13 @@ pub struct EventRow {
 /// What a new entry of the conversation is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
-    /// A message. Its signals are not stored (a decision's trace holds what it read).
-    Turn { role: String, text: String },
+    /// A message, with its own signals in the compact form of `baton_core::stored` (a
+    /// visitor turn's, so that reading the conversation back need not detect them again).
+    Turn {
+        role: String,
+        text: String,
+        detected: Option<Vec<u8>>,
+    },
     /// Something that happened besides a message.
     Event { kind: String, data: String },
 }
@@ -1112,20 +1120,21 @@ macro_rules! store_impl {
                 let turns: Vec<_> = done
                     .iter()
                     .filter_map(|(t, seq)| match &t.entry {
-                        Entry::Turn { role, text } => Some((*t, *seq, role, text)),
+                        Entry::Turn { role, text, detected } => Some((*t, *seq, role, text, detected)),
                         Entry::Event { .. } => None,
                     })
                     .collect();
                 if !turns.is_empty() {
                     let q = queries.next(
-                        "INSERT INTO turns (conversation_id, seq, role, text, at, action, epoch, trigger_id, reason, policy_hash, trace) ",
+                        "INSERT INTO turns (conversation_id, seq, role, text, at, detected, action, epoch, trigger_id, reason, policy_hash, trace) ",
                     );
-                    q.push_values(turns, |mut b, (t, seq, role, text)| {
+                    q.push_values(turns, |mut b, (t, seq, role, text, detected)| {
                         b.push_bind(t.conversation_id.clone())
                             .push_bind(seq)
                             .push_bind(role.clone())
                             .push_bind(text.clone())
-                            .push_bind(t.at.clone());
+                            .push_bind(t.at.clone())
+                            .push_bind(detected.clone());
                         Self::bind_decision(&mut b, t);
                     });
                 }
@@ -1802,17 +1811,18 @@ fn handoff_row(r: HandoffTuple) -> HandoffRow {
 macro_rules! conversation_sql {
     ($signals:literal, $trace:literal, $brief:literal) => {
         concat!(
-            "SELECT CAST(0 AS BIGINT) AS part, turn_count AS seq, epoch AS n, id AS t1, state AS t2, contact AS t3, account AS t4, page AS t5, created_at AS t6, updated_at AS t7, CAST(NULL AS TEXT) AS t8, CAST(NULL AS TEXT) AS t9 FROM conversations WHERE id = $1",
-            " UNION ALL SELECT CAST(1 AS BIGINT), seq, epoch, role, text, at, ", $signals, ", action, trigger_id, reason, policy_hash, ", $trace, " FROM turns WHERE conversation_id = $1",
-            " UNION ALL SELECT CAST(2 AS BIGINT), seq, epoch, kind, data, at, CAST(NULL AS TEXT), action, trigger_id, reason, policy_hash, ", $trace, " FROM events WHERE conversation_id = $1",
-            " UNION ALL SELECT CAST(3 AS BIGINT), seq, priority, id, conversation_id, trigger_id, reason, state, ", $brief, ", created_at, CAST(NULL AS TEXT), CAST(NULL AS TEXT) FROM handoffs WHERE conversation_id = $1",
+            "SELECT CAST(0 AS BIGINT) AS part, turn_count AS seq, epoch AS n, id AS t1, state AS t2, contact AS t3, account AS t4, page AS t5, created_at AS t6, updated_at AS t7, CAST(NULL AS TEXT) AS t8, CAST(NULL AS TEXT) AS t9, NULL AS b FROM conversations WHERE id = $1",
+            " UNION ALL SELECT CAST(1 AS BIGINT), seq, epoch, role, text, at, ", $signals, ", action, trigger_id, reason, policy_hash, ", $trace, ", detected FROM turns WHERE conversation_id = $1",
+            " UNION ALL SELECT CAST(2 AS BIGINT), seq, epoch, kind, data, at, CAST(NULL AS TEXT), action, trigger_id, reason, policy_hash, ", $trace, ", NULL FROM events WHERE conversation_id = $1",
+            " UNION ALL SELECT CAST(3 AS BIGINT), seq, priority, id, conversation_id, trigger_id, reason, state, ", $brief, ", created_at, CAST(NULL AS TEXT), CAST(NULL AS TEXT), NULL FROM handoffs WHERE conversation_id = $1",
             " ORDER BY part, seq"
         )
     };
 }
 
 /// A row of [`conversation_sql!`]: part, sequence number (the entry count for part 0), a
-/// number (the epoch, or a handoff's priority) and nine texts whose meaning depends on part.
+/// number (the epoch, or a handoff's priority), nine texts whose meaning depends on part and
+/// a turn's stored signals.
 type PartRow = (
     i64,
     i64,
@@ -1826,12 +1836,13 @@ type PartRow = (
     Option<String>,
     Option<String>,
     Option<String>,
+    Option<Vec<u8>>,
 );
 
 /// A conversation from the rows of [`conversation_sql!`]; `None` without its own row.
 fn conversation_of(rows: Vec<PartRow>, detail: Detail) -> Option<ConversationRow> {
     let mut rows = rows.into_iter();
-    let (0, turn_count, epoch, id, state, contact, account, page, created_at, updated_at, _, _) =
+    let (0, turn_count, epoch, id, state, contact, account, page, created_at, updated_at, _, _, _) =
         rows.next()?
     else {
         return None;
@@ -1851,7 +1862,7 @@ fn conversation_of(rows: Vec<PartRow>, detail: Detail) -> Option<ConversationRow
         decisions: Vec::new(),
         handoffs: Vec::new(),
     };
-    for (part, seq, n, t1, t2, t3, t4, t5, t6, t7, t8, t9) in rows {
+    for (part, seq, n, t1, t2, t3, t4, t5, t6, t7, t8, t9, detected) in rows {
         match part {
             // Each decision is in the row of the turn or event it answered.
             1 | 2 => {
@@ -1865,6 +1876,7 @@ fn conversation_of(rows: Vec<PartRow>, detail: Detail) -> Option<ConversationRow
                         text: t2.unwrap_or_default(),
                         at,
                         signals: t4,
+                        detected,
                     });
                 } else {
                     c.events.push(EventRow {

@@ -17,6 +17,7 @@ fn turn(conversation: &str, expected_epoch: i64, epoch: i64, state: &str, text: 
         entry: Entry::Turn {
             role: "user".into(),
             text: text.into(),
+            detected: Some(blob_of(text)),
         },
         decision: Some(DecisionRecord {
             action: "continue".into(),
@@ -29,6 +30,13 @@ fn turn(conversation: &str, expected_epoch: i64, epoch: i64, state: &str, text: 
         handoff: None,
         idempotency: None,
     }
+}
+
+/// Stands for a turn's stored signals: any bytes, zeros and high bits included.
+fn blob_of(text: &str) -> Vec<u8> {
+    let mut b = vec![0, 0xff, 0x80];
+    b.extend(text.bytes().rev());
+    b
 }
 
 mod tempdir {
@@ -158,6 +166,12 @@ async fn first_turn_creates_the_conversation(s: &impl Store) {
     assert_eq!(light.turns.len(), 2);
     assert!(light.turns.iter().all(|t| t.signals.is_none()));
     assert!(light.decisions.is_empty());
+    // Each turn's stored signals come back byte for byte, in both readings.
+    for turns in [&c.turns, &light.turns] {
+        for t in turns.iter() {
+            assert_eq!(t.detected.as_deref(), Some(&blob_of(&t.text)[..]));
+        }
+    }
 }
 
 async fn a_stale_epoch_conflicts_and_stores_nothing(s: &impl Store) {
