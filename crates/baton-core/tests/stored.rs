@@ -6,7 +6,10 @@ use proptest::prelude::*;
 
 /// Every text of the detectors' labelled examples (ours: `baton-detect/tests/examples`).
 fn example_texts() -> Vec<String> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../baton-detect/tests/examples");
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../baton-detect/tests/examples"
+    );
     let mut texts = Vec::new();
     for entry in std::fs::read_dir(dir).expect("the examples directory") {
         let body = std::fs::read_to_string(entry.expect("an entry").path()).expect("a file");
@@ -88,20 +91,32 @@ fn other_detectors_do_not_trust_the_blob() {
     let other_codec = SignalCodec::new(&other, "phrases: useless");
     assert_eq!(other_codec.decode(&blob, text, &other), None);
     // The same detectors described differently are another section too.
-    assert_eq!(SignalCodec::new(&plain, "x").decode(&blob, text, &plain), None);
+    assert_eq!(
+        SignalCodec::new(&plain, "x").decode(&blob, text, &plain),
+        None
+    );
     // And the same codec built again agrees with itself.
-    assert!(SignalCodec::new(&plain, "").decode(&blob, text, &plain).is_some());
+    assert!(
+        SignalCodec::new(&plain, "")
+            .decode(&blob, text, &plain)
+            .is_some()
+    );
 }
 
 #[test]
 fn a_damaged_blob_is_refused_not_misread() {
     let detector = Detector::new();
     let codec = SignalCodec::new(&detector, "");
-    let text = "I'm the CFO, budget is $20k a month, we start in March. Call me at +44 20 7946 0958!";
+    let text =
+        "I'm the CFO, budget is $20k a month, we start in March. Call me at +44 20 7946 0958!";
     let s = detector.message(text, today());
     let blob = codec.encode(&s, text);
     for cut in 0..blob.len() {
-        assert_eq!(codec.decode(&blob[..cut], text, &detector), None, "cut at {cut}");
+        assert_eq!(
+            codec.decode(&blob[..cut], text, &detector),
+            None,
+            "cut at {cut}"
+        );
     }
     let mut longer = blob.clone();
     longer.push(0);

@@ -83,7 +83,8 @@ impl Engine {
     pub fn load(name: &str, text: &str) -> Result<Engine, String> {
         let policy = Policy::load(name, text).map_err(|e| e.to_string())?;
         let detector = policy.detector()?;
-        let codec = baton_core::stored::SignalCodec::new(&detector, &format!("{:?}", policy.detectors));
+        let codec =
+            baton_core::stored::SignalCodec::new(&detector, &format!("{:?}", policy.detectors));
         let engine = Engine {
             policy,
             detector,

@@ -380,13 +380,11 @@ fn json_or_null(s: &str) -> serde_json::Value {
 /// A stored conversation: state, epoch, transcript with each turn's signals, events, the
 /// latest conversation signals and lead, the latest brief, decision traces, handoffs.
 ///
-/// A visitor's turn is shown with the detector's reading of its text, read here: a turn's
-/// own signals are not stored (what each decision read, turn by turn, is in its trace).
-/// Turns stored before that carry the reading stored with them.
-pub fn conversation(
-    c: &baton_store::ConversationRow,
-    engine: &crate::Engine,
-) -> serde_json::Value {
+/// A visitor's turn is shown with its own signals: decoded from those stored with it when the
+/// engine's detectors wrote them, else detected again here as of the day it came (turns stored
+/// before migration 0009, or another `[detectors]` section). Turns stored before 3715847 carry
+/// their signals as JSON. What each decision read, turn by turn, is in its trace.
+pub fn conversation(c: &baton_store::ConversationRow, engine: &crate::Engine) -> serde_json::Value {
     let last = c
         .decisions
         .last()

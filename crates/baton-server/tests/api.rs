@@ -967,13 +967,20 @@ async fn metric_lines(app: &TestApp, prefix: &str) -> Vec<String> {
 async fn a_conversation_read_back_decodes_the_signals_stored_with_its_turns() {
     // C's policy has a [detectors] section of its own: what A's detectors stored is not
     // trusted there and is detected again.
-    let other = format!("{POLICY}\n[detectors]\nphrases = {{ human_request = [\"a grown up\"] }}\n");
+    let other =
+        format!("{POLICY}\n[detectors]\nphrases = {{ human_request = [\"a grown up\"] }}\n");
     for (a, mut rest) in nodes("signals_read_back", POLICY, &[POLICY, &other]).await {
         let (b, c) = (rest.remove(0), rest.remove(0));
         for (role, text) in [
-            ("user", "Hi, I'm the CTO here. Our budget is $40,000 a year."),
+            (
+                "user",
+                "Hi, I'm the CTO here. Our budget is $40,000 a year.",
+            ),
             ("bot", "Thanks! What timeline do you have in mind?"),
-            ("user", "We want to go live within 30 days, mail me at cto@example.com"),
+            (
+                "user",
+                "We want to go live within 30 days, mail me at cto@example.com",
+            ),
         ] {
             let (s, d) = a
                 .turn("conv-sr", json!({"role": role, "text": text}), None)
@@ -982,7 +989,11 @@ async fn a_conversation_read_back_decodes_the_signals_stored_with_its_turns() {
         }
         // B has not seen the conversation: it reads it back, with both visitor turns' signals.
         let (s, d) = b
-            .turn("conv-sr", json!({"role": "user", "text": "Does it work with Salesforce?"}), None)
+            .turn(
+                "conv-sr",
+                json!({"role": "user", "text": "Does it work with Salesforce?"}),
+                None,
+            )
             .await;
         assert_eq!(s, 200, "{d}");
         assert_eq!(
@@ -1003,7 +1014,10 @@ async fn a_conversation_read_back_decodes_the_signals_stored_with_its_turns() {
             let lead = &d["signals"]["lead"];
             assert_eq!(lead["budget"]["amount"], 40000.0, "{d:#}");
             assert_eq!(lead["authority"], "decision_maker", "{d:#}");
-            assert!(lead["timeline"]["days"].as_i64().is_some_and(|n| n <= 30), "{d:#}");
+            assert!(
+                lead["timeline"]["days"].as_i64().is_some_and(|n| n <= 30),
+                "{d:#}"
+            );
         }
         // A (which caches what it decided), B and C show the same transcript and signals.
         let (_, ca) = a.get("/v1/conversations/conv-sr").await;
