@@ -774,6 +774,58 @@ mod both_backends {
     story!(the_summary_counts);
 }
 
+/// Rows whose parent is missing: turns, events and handoffs without their conversation,
+/// offers without their handoff. The database does not check these (migration 0010).
+const ORPHANS: &str = "SELECT \
+    (SELECT COUNT(*) FROM turns t WHERE NOT EXISTS (SELECT 1 FROM conversations c WHERE c.id = t.conversation_id)) + \
+    (SELECT COUNT(*) FROM events e WHERE NOT EXISTS (SELECT 1 FROM conversations c WHERE c.id = e.conversation_id)) + \
+    (SELECT COUNT(*) FROM handoffs h WHERE NOT EXISTS (SELECT 1 FROM conversations c WHERE c.id = h.conversation_id)) + \
+    (SELECT COUNT(*) FROM offers o WHERE NOT EXISTS (SELECT 1 FROM handoffs h WHERE h.id = o.handoff_id))";
+
+/// The stories that write turns, events, handoffs, offers, conflicts and retries, on one store.
+async fn writing_stories<S: Store + Clone>(s: &S) {
+    first_turn_creates_the_conversation(s).await;
+    a_retried_request_is_stored_once(s).await;
+    a_conflict_in_a_group_commit_leaves_the_others_alone(s).await;
+    router_steps_in_a_group_conflict_one_by_one(s).await;
+    a_large_router_step_is_stored_whole_and_in_order(s).await;
+    events_share_the_turns_sequence(s).await;
+}
+
+#[tokio::test]
+async fn every_row_has_its_parent() {
+    let (s, dir) = sqlite().await;
+    writing_stories(&s).await;
+    let pool =
+        sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path.join("baton.db").display()))
+            .await
+            .expect("open");
+    let (rows, orphans): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT (SELECT COUNT(*) FROM turns) + (SELECT COUNT(*) FROM offers), ({ORPHANS})"
+    )))
+    .fetch_one(&pool)
+    .await
+    .expect("count");
+    assert!(rows > 10, "the stories wrote {rows} turns and offers");
+    assert_eq!(orphans, 0);
+    if let Some((url, admin, name)) = fresh_pg("every_row_has_its_parent").await {
+        let s = PgStore::connect(&url).await.expect("connect");
+        s.migrate().await.expect("migrate");
+        writing_stories(&s).await;
+        let pool = sqlx::PgPool::connect(&url).await.expect("connect");
+        let (rows, orphans): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT (SELECT COUNT(*) FROM turns) + (SELECT COUNT(*) FROM offers), ({ORPHANS})"
+        )))
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+        assert!(rows > 10, "the stories wrote {rows} turns and offers");
+        assert_eq!(orphans, 0);
+        pool.close().await;
+        drop_pg((s, admin, name)).await;
+    }
+}
+
 /// Runs the first `upto` migrations of `backend` on `pool`, as a database made by an earlier
 /// build would have them.
 async fn migrate_upto<DB>(backend: &str, upto: u32, pool: &sqlx::Pool<DB>)
