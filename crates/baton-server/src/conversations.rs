@@ -45,10 +45,14 @@ fn event_of(kind: &str, data: &str) -> Option<Event> {
         .into_event()
 }
 
-/// Rebuilds the engine's view of a stored conversation, with the signals stored with its
-/// visitor turns where `engine`'s detectors wrote them (the others are detected again by
-/// [`baton_core::decide::fill_signals`]).
-pub(crate) fn view_of(row: &ConversationRow, engine: &crate::Engine) -> ConversationView {
+/// Rebuilds the engine's view of a stored conversation, each visitor turn with its own signals
+/// ([`crate::Engine::stored_turn_signals`]), and counts how many were decoded and how many
+/// detected again.
+pub(crate) fn view_of(
+    row: &ConversationRow,
+    engine: &crate::Engine,
+) -> (ConversationView, [u64; 2]) {
+    let mut read = [0, 0];
     let mut view = ConversationView::new();
     view.state = Owner::parse(&row.state).unwrap_or(Owner::Bot);
     view.epoch = row.epoch.max(0) as u64;
@@ -74,11 +78,11 @@ pub(crate) fn view_of(row: &ConversationRow, engine: &crate::Engine) -> Conversa
             },
             text: t.text.clone(),
             at: t.at.parse().unwrap_or(jiff::Timestamp::UNIX_EPOCH),
-            signals: t
-                .detected
-                .as_deref()
-                .filter(|_| t.role == "user")
-                .and_then(|b| engine.codec.decode(b, &t.text, &engine.detector)),
+            signals: (t.role != "bot").then(|| {
+                let (s, decoded) = engine.stored_turn_signals(t);
+                read[usize::from(!decoded)] += 1;
+                s
+            }),
         })
         .collect();
     view.fired = row
@@ -96,7 +100,7 @@ pub(crate) fn view_of(row: &ConversationRow, engine: &crate::Engine) -> Conversa
     {
         view.since = row.turns.iter().take_while(|t| t.seq <= last).count();
     }
-    view
+    (view, read)
 }
 
 /// `(key, hash of the body)` from the `Idempotency-Key` header.
@@ -199,11 +203,9 @@ async fn known<S: Store>(
             view: {
                 // Once here, not at every later decision.
                 let engine = app.engine();
-                let mut view = view_of(&r, &engine);
-                let visitor = view.turns.iter().filter(|t| t.role == Role::User);
-                let stored = visitor.clone().filter(|t| t.signals.is_some()).count() as u64;
-                let detected = visitor.count() as u64 - stored;
+                let (mut view, [stored, detected]) = view_of(&r, &engine);
                 app.metrics.signals_read(stored, detected);
+                // The bot turns' readings.
                 baton_core::decide::fill_signals(&engine.detector, &mut view, now());
                 view
             },

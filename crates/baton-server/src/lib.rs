@@ -95,6 +95,26 @@ impl Engine {
         Ok(engine)
     }
 
+    /// A stored visitor turn's own signals: decoded from those stored with it when these
+    /// detectors wrote them (`true`), else detected again as of the day the turn came
+    /// (`false`: turns stored before migration 0009, or another `[detectors]` section), as
+    /// they were when it arrived.
+    pub fn stored_turn_signals(&self, t: &baton_store::TurnRow) -> (baton_detect::Signals, bool) {
+        if let Some(s) = t
+            .detected
+            .as_deref()
+            .and_then(|b| self.codec.decode(b, &t.text, &self.detector))
+        {
+            return (s, true);
+        }
+        let day =
+            t.at.parse::<jiff::Timestamp>()
+                .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+                .to_zoned(jiff::tz::TimeZone::UTC)
+                .date();
+        (self.detector.message(&t.text, day), false)
+    }
+
     /// Decides one made-up visitor turn and forgets it, so that the work done once on first
     /// use (the detectors' shared tables and patterns, about 70 ms in a process, 1.5 to 3 ms
     /// more for each new policy's own patterns) is done before the engine serves: otherwise the

@@ -393,19 +393,7 @@ pub fn conversation(c: &baton_store::ConversationRow, engine: &crate::Engine) ->
     let reading = |t: &baton_store::TurnRow| match (&t.signals, t.role.as_str()) {
         (Some(stored), _) => json_or_null(stored),
         (None, "user") => {
-            let detector = &engine.detector;
-            let signals = t
-                .detected
-                .as_deref()
-                .and_then(|b| engine.codec.decode(b, &t.text, detector))
-                .unwrap_or_else(|| {
-                    let day =
-                        t.at.parse::<jiff::Timestamp>()
-                            .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
-                            .to_zoned(jiff::tz::TimeZone::UTC)
-                            .date();
-                    baton_core::decide::signals_of(detector, baton_detect::Role::User, &t.text, day)
-                });
+            let (signals, _) = engine.stored_turn_signals(t);
             serde_json::to_value(DetectOut::new(&signals)).unwrap_or(serde_json::Value::Null)
         }
         (None, _) => serde_json::Value::Null,

@@ -1929,7 +1929,8 @@ impl SqliteStore {
             .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
             // Not checked here, as on PostgreSQL (its migration 0010 says why): each row that
             // names a conversation or a handoff is written in the transaction that claimed it,
-            // and the check per row cost 10% of the server's CPU a turn.
+            // and the check per row cost 7-18% of the server's CPU a turn (116-128 against
+            // 137-142 µs, BENCHMARKS.md, fourteenth session).
             .foreign_keys(false)
             .busy_timeout(std::time::Duration::from_secs(10))
             // The checkpointer copies the WAL into the database file, not the commits.

@@ -792,37 +792,43 @@ async fn writing_stories<S: Store + Clone>(s: &S) {
     events_share_the_turns_sequence(s).await;
 }
 
+/// How many turns and offers `pool`'s database holds, and how many rows miss their parent.
+async fn rows_and_orphans<DB>(pool: &sqlx::Pool<DB>) -> (i64, i64)
+where
+    DB: sqlx::Database,
+    (i64, i64): for<'r> sqlx::FromRow<'r, DB::Row>,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+{
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT (SELECT COUNT(*) FROM turns) + (SELECT COUNT(*) FROM offers), ({ORPHANS})"
+    )))
+    .fetch_one(pool)
+    .await
+    .expect("count")
+}
+
 #[tokio::test]
 async fn every_row_has_its_parent() {
     let (s, dir) = sqlite().await;
     writing_stories(&s).await;
-    let pool =
-        sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path.join("baton.db").display()))
-            .await
-            .expect("open");
-    let (rows, orphans): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT (SELECT COUNT(*) FROM turns) + (SELECT COUNT(*) FROM offers), ({ORPHANS})"
-    )))
-    .fetch_one(&pool)
-    .await
-    .expect("count");
-    assert!(rows > 10, "the stories wrote {rows} turns and offers");
-    assert_eq!(orphans, 0);
+    let path = dir.path.join("baton.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("open");
+    let mut counts = vec![rows_and_orphans(&pool).await];
     if let Some((url, admin, name)) = fresh_pg("every_row_has_its_parent").await {
         let s = PgStore::connect(&url).await.expect("connect");
         s.migrate().await.expect("migrate");
         writing_stories(&s).await;
         let pool = sqlx::PgPool::connect(&url).await.expect("connect");
-        let (rows, orphans): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT (SELECT COUNT(*) FROM turns) + (SELECT COUNT(*) FROM offers), ({ORPHANS})"
-        )))
-        .fetch_one(&pool)
-        .await
-        .expect("count");
-        assert!(rows > 10, "the stories wrote {rows} turns and offers");
-        assert_eq!(orphans, 0);
+        counts.push(rows_and_orphans(&pool).await);
         pool.close().await;
         drop_pg((s, admin, name)).await;
+    }
+    for (rows, orphans) in counts {
+        assert!(rows > 10, "the stories wrote {rows} turns and offers");
+        assert_eq!(orphans, 0);
     }
 }
 
